@@ -1,0 +1,1 @@
+"""The one package that knows Argilla (push selected batches, pull verified labels)."""

@@ -1,0 +1,157 @@
+"""The one configuration model of the project, validated before any work starts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import fsspec
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+Format = Literal["jsonl", "csv", "tsv", "parquet", "text", "hf_dataset"]
+_SUFFIX_FORMATS = {
+    ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
+    ".parquet": "parquet", ".txt": "text",
+}
+_COMPRESSIONS = {".gz", ".bz2", ".xz", ".zst", ".zstd"}
+
+
+class ConfigError(ValueError):
+    """A configuration or input-path problem, reported before any work starts."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(_Strict):
+    """One input: a file, a glob of files, or a saved `datasets` dataset, on any fsspec path."""
+
+    name: str = Field(description="short name stored in every record's `source` column")
+    path: str = Field(description="file, glob or directory; any fsspec URL (s3://, gs://, ...)")
+    format: Format | None = Field(None, description="inferred from the file suffix when omitted")
+    text_column: str = Field("text", description="column (or JSON key) holding the text")
+    id_column: str | None = Field(None, description="column with the source's own id; default path:row")
+    label_column: str | None = Field(None, description="column with a gold label, if any")
+    metadata_columns: list[str] = Field(default_factory=list, description="kept as JSON in `meta`")
+    text_mode: Literal["line", "file"] = Field("line", description="plain text: a doc per line or per file")
+    storage_options: dict[str, str] = Field(default_factory=dict, description="passed to fsspec")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_simple(cls, name: str) -> str:
+        if not name or "\x1f" in name or "/" in name:
+            raise ValueError("source name must be non-empty and contain no '/'")
+        return name
+
+    def format_of(self, path: str) -> str:
+        if self.format:
+            return self.format
+        suffixes = [s for s in Path(path).suffixes if s not in _COMPRESSIONS]
+        if suffixes and suffixes[-1] in _SUFFIX_FORMATS:
+            return _SUFFIX_FORMATS[suffixes[-1]]
+        raise ConfigError(f"source {self.name!r}: cannot infer the format of {path!r}; set `format`")
+
+
+class LidConfig(_Strict):
+    model_path: str | None = Field(None, description="a fastText LID model (lid.176.bin, GlotLID); "
+                                   "default: the packaged lid.176.ftz")
+    top_k: int = Field(3, ge=1, le=10)
+    threshold: float = Field(0.5, ge=0, le=1, description="below this top score the language is 'und'")
+    thresholds: dict[str, float] = Field(default_factory=dict,
+                                         description="per-language overrides, keyed by FLORES code")
+    code_mixed_margin: float = Field(0.2, ge=0, le=1,
+                                     description="flag code-mixing when top-1 minus top-2 is below this")
+    keep_languages: list[str] | None = Field(None, description="drop records in other languages ('und' is left to drop_undetermined)")
+    drop_undetermined: bool = Field(False, description="drop records whose language is 'und'")
+    batch_size: int = Field(4096, ge=1)
+
+
+class ExactDedupConfig(_Strict):
+    enabled: bool = True
+
+
+class NearDedupConfig(_Strict):
+    enabled: bool = True
+    word_ngram: int = Field(3, ge=1, description="shingle size in words for spaced scripts")
+    char_ngram: int = Field(4, ge=1, description="shingle size in characters for unspaced scripts")
+    num_perm: int = Field(128, ge=16, le=1024)
+    bands: int = Field(16, ge=1)
+    rows: int = Field(8, ge=1)
+    threshold: float = Field(0.8, gt=0, le=1, description="estimated Jaccard needed to call a pair duplicate")
+    keep: Literal["first", "longest", "score"] = "first"
+    score_column: str | None = Field(None, description="with keep=score: a numeric column in `meta`")
+    max_bucket_pairs: int = Field(64, ge=2, description="buckets larger than this are verified as stars")
+    batch_size: int = Field(2000, ge=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NearDedupConfig:
+        if self.bands * self.rows > self.num_perm:
+            raise ValueError(f"bands*rows ({self.bands * self.rows}) exceeds num_perm ({self.num_perm})")
+        if self.keep == "score" and not self.score_column:
+            raise ValueError("keep=score needs score_column")
+        return self
+
+
+class CurateConfig(_Strict):
+    run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
+    sources: list[SourceConfig] = Field(min_length=1)
+    shard_rows: int = Field(50_000, ge=1, description="rows per shard written by ingest")
+    row_group_rows: int = Field(10_000, ge=1, description="Parquet row-group size")
+    max_text_chars: int = Field(100_000, ge=1, description="longer texts are quarantined")
+    lid: LidConfig = Field(default_factory=LidConfig)
+    exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
+    near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> CurateConfig:
+        names = [s.name for s in self.sources]
+        if len(names) != len(set(names)):
+            raise ValueError(f"source names must be unique: {names}")
+        return self
+
+
+def load_config(path: str | Path) -> CurateConfig:
+    """Read and validate a YAML config; relative paths are taken from the config file's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from err
+    try:
+        config = CurateConfig.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(f"{path}: invalid config:\n{err}") from err
+    return _resolve_relative(config, path.parent.resolve())
+
+
+def is_local(url: str) -> bool:
+    return "://" not in url or url.startswith("file://")
+
+
+def _resolve_relative(config: CurateConfig, base: Path) -> CurateConfig:
+    def resolve(p: str) -> str:
+        return str(base / p) if is_local(p) and not Path(p).is_absolute() else p
+
+    update = {"run_dir": resolve(config.run_dir),
+              "sources": [s.model_copy(update={"path": resolve(s.path)}) for s in config.sources]}
+    if config.lid.model_path:
+        update["lid"] = config.lid.model_copy(update={"model_path": resolve(config.lid.model_path)})
+    return config.model_copy(update=update)
+
+
+def expand_source(source: SourceConfig) -> list[str]:
+    """The files of a source, sorted (a saved HF dataset is one directory)."""
+    if source.format == "hf_dataset":
+        fs, root = fsspec.core.url_to_fs(source.path, **source.storage_options)
+        return [source.path] if fs.isdir(root) else []
+    fs, root = fsspec.core.url_to_fs(source.path, **source.storage_options)
+    if fs.isdir(root):
+        found = [p for p in fs.find(root) if not Path(p).name.startswith(".")]
+    else:
+        found = fs.glob(root) if any(c in root for c in "*?[") else ([root] if fs.isfile(root) else [])
+    protocol = source.path.split("://")[0] + "://" if not is_local(source.path) else ""
+    return sorted(protocol + p if protocol and not p.startswith(protocol) else p for p in found)

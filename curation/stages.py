@@ -1,0 +1,79 @@
+"""The stage contract: a table in, kept / dropped / quarantined tables out, rows conserved.
+
+A `Stage` declares the columns it needs (`requires`) and processes one shard at a time, so
+executors (the local loop in `curation.pipeline`, Prefect tasks in `flows/`) decide where shards
+run. A `GlobalStage` (dedup) first indexes every shard, then makes one global plan, then applies
+the plan shard by shard; each of the three steps persists its result under `<stage>/_work/`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curation.schema import dropped_schema
+from curation.shards import WORK_DIR, ShardStats, commit_shard, language_counts, read_shard_stats
+
+
+@dataclass
+class StageOutput:
+    kept: pa.Table
+    dropped: pa.Table | None = None  # has `drop_reason` and `dup_of`
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    requires: ClassVar[tuple[str, ...]] = ("id", "text")
+
+    @abstractmethod
+    def process(self, table: pa.Table, shard: str) -> StageOutput: ...
+
+    def check_columns(self, table: pa.Table, shard: str) -> None:
+        missing = [c for c in self.requires if c not in table.column_names]
+        if missing:
+            raise ValueError(f"stage {self.name!r} needs columns {missing}, shard {shard} has {table.column_names}")
+
+
+class GlobalStage(Stage):
+    """A stage whose per-shard decisions depend on every shard (e.g. deduplication)."""
+
+    def __init__(self, stage_dir: Path):
+        self.work_dir = stage_dir / WORK_DIR
+
+    @abstractmethod
+    def index_shard(self, shard_path: Path) -> None:
+        """Write what `plan` needs from one input shard into the work dir (idempotent)."""
+
+    @abstractmethod
+    def plan(self, shards: list[str]) -> dict:
+        """Decide globally from all indexes; persist per-shard decisions; return a summary."""
+
+
+def split_by_mask(table: pa.Table, drop: pa.ChunkedArray | pa.Array, reasons: pa.Array,
+                  dup_of: pa.Array) -> StageOutput:
+    """Kept rows, and dropped rows with their reason and the id they duplicate."""
+    dropped = table.filter(drop)
+    dropped = pa.Table.from_arrays(
+        [*dropped.columns, reasons.filter(drop), dup_of.filter(drop)], schema=dropped_schema(table.schema))
+    return StageOutput(table.filter(pc.invert(drop)), dropped)
+
+
+def run_shard(stage: Stage, in_path: Path, stage_dir: Path, row_group_rows: int) -> ShardStats:
+    """Run a stage on one committed shard; a shard already done is not redone."""
+    shard = in_path.stem
+    if (done := read_shard_stats(stage_dir, shard)) is not None:
+        return done
+    table = pq.read_table(in_path)
+    stage.check_columns(table, shard)
+    out = stage.process(table, shard)
+    reasons = Counter(out.dropped.column("drop_reason").to_pylist()) if out.dropped is not None else Counter()
+    stats = ShardStats(stage.name, shard, rows_in=table.num_rows, kept=out.kept.num_rows, dropped=dict(reasons),
+                       languages=language_counts(out.kept))
+    return commit_shard(stage_dir, stats, out.kept, out.dropped, None, row_group_rows)
