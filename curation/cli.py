@@ -101,7 +101,7 @@ def validate(config: ConfigArg) -> None:
 
 @app.command()
 def langid(texts: Annotated[list[str], typer.Argument(help="texts to identify")],
-           model: Annotated[str | None, typer.Option(help="fastText LID model; default the packaged lid.176.ftz")] = None,
+           model: Annotated[str | None, typer.Option(help="fastText LID model; default lid.176.ftz")] = None,
            top_k: Annotated[int, typer.Option(help="candidates to show")] = 3) -> None:
     """Identify the language of a few texts (FLORES codes, scores, script, code-mixing flag)."""
     from curation.lid import LanguageIdentifier

@@ -63,7 +63,10 @@ class LidConfig(_Strict):
                                          description="per-language overrides, keyed by FLORES code")
     code_mixed_margin: float = Field(0.2, ge=0, le=1,
                                      description="flag code-mixing when top-1 minus top-2 is below this")
-    keep_languages: list[str] | None = Field(None, description="drop records in other languages ('und' is left to drop_undetermined)")
+    code_mixed_window: int = Field(8, ge=2, description="words per segment when checking segments for "
+                                   "confidently different languages (also flags code-mixing)")
+    keep_languages: list[str] | None = Field(
+        None, description="drop records in other languages ('und' is left to drop_undetermined)")
     drop_undetermined: bool = Field(False, description="drop records whose language is 'und'")
     batch_size: int = Field(4096, ge=1)
 

@@ -71,14 +71,41 @@ class LanguageIdentifier:
         return {language_code(label) for label in self.model.get_labels()}
 
     def predict(self, texts: list[str]) -> list[Prediction]:
-        normalised = [normalize_text(t) for t in texts]
-        scripts = detect_scripts(normalised)
+        lid_texts = [text_for_lid(normalize_text(t)) for t in texts]
+        scripts = detect_scripts(lid_texts)
         k = max(self.config.top_k, 2)
-        labels, probs = self.model.predict([text_for_lid(t) for t in normalised], k=k, threshold=0.0)
-        return [self._decide(lab, np.asarray(p, dtype=np.float32), script)
-                for lab, p, script in zip(labels, probs, scripts)]
+        labels, probs = self.model.predict(lid_texts, k=k, threshold=0.0)
+        mixed = self._mixed_segments(lid_texts)
+        return [self._decide(lab, np.asarray(p, dtype=np.float32), script, seg_mixed)
+                for lab, p, script, seg_mixed in zip(labels, probs, scripts, mixed)]
 
-    def _decide(self, labels: list[str], probs: np.ndarray, script: str) -> Prediction:
+    def _mixed_segments(self, texts: list[str]) -> list[bool]:
+        """Whether segments of `code_mixed_window` words are confidently in different languages.
+
+        A whole-text prediction hides code-switching (the dominant language takes the softmax), so
+        texts of two or more windows are also identified window by window.
+        """
+        window = self.config.code_mixed_window
+        owners, segments = [], []
+        for index, text in enumerate(texts):
+            tokens = text.split()
+            if len(tokens) >= 2 * window:
+                for start in range(0, len(tokens) - window // 2, window):
+                    owners.append(index)
+                    segments.append(" ".join(tokens[start:start + window]))
+        mixed = [False] * len(texts)
+        if not segments:
+            return mixed
+        labels, probs = self.model.predict(segments, k=1, threshold=0.0)
+        seen: dict[int, set[str]] = {}
+        for owner, label, prob in zip(owners, labels, probs):
+            if prob[0] >= 0.5:
+                seen.setdefault(owner, set()).add(language_code(label[0]))
+        for owner, languages in seen.items():
+            mixed[owner] = len(languages) > 1
+        return mixed
+
+    def _decide(self, labels: list[str], probs: np.ndarray, script: str, segments_mixed: bool) -> Prediction:
         merged: dict[str, float] = {}  # two labels can map to one language (e.g. 'sh' and 'hbs')
         for label, p in zip(labels, probs):
             language = language_code(label)
@@ -94,7 +121,7 @@ class LanguageIdentifier:
             score=score,
             topk=[{"lang": c, "score": s} for c, s in ranked[: self.config.top_k]],
             script=top.rsplit("_", 1)[-1],
-            code_mixed=(score - second) < self.config.code_mixed_margin,
+            code_mixed=segments_mixed or (score - second) < self.config.code_mixed_margin,
         )
 
 
@@ -126,7 +153,7 @@ class LanguageIdStage(Stage):
         lang = table.column("lang")
         drop = pa.array(np.zeros(table.num_rows, dtype=bool))
         if self.config.keep_languages is not None:
-            drop = pc.invert(pc.is_in(lang, pa.array(self.config.keep_languages + [UNDETERMINED])))
+            drop = pc.invert(pc.is_in(lang, pa.array([*self.config.keep_languages, UNDETERMINED])))
         if self.config.drop_undetermined:
             drop = pc.or_(drop, pc.equal(lang, UNDETERMINED))
         if not pc.any(drop).as_py():

@@ -40,7 +40,7 @@ def xlmt() -> None:
         for lang in XLMT_LANGS:
             texts = (SHARED / "xlmt" / lang / "train_text.txt").read_text(encoding="utf-8").splitlines()[:30]
             labels = (SHARED / "xlmt" / lang / "train_labels.txt").read_text().splitlines()[:30]
-            writer.writerows([t, l, lang] for t, l in zip(texts, labels))
+            writer.writerows([text, label, lang] for text, label in zip(texts, labels))
 
 
 def messy() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data"
 SIB = SHARED / "sib200"
+sys.path.insert(0, str(ROOT / "bench"))  # shared planting helpers
 XLMT = SHARED / "xlmt"
 
 # Each test session gets its own Prefect home, so cached results never leak between sessions.

@@ -67,7 +67,8 @@ def test_bad_input_is_quarantined_with_reasons_and_rows_are_conserved(tmp_path):
                        "messy.jsonl:6": Reason.MALFORMED, "messy.jsonl:7": Reason.TOO_LONG,
                        "messy.jsonl:9": Reason.INVALID_UTF8}
     assert kept.column("source_key").to_pylist() == ["ok-1", "ok-2"]
-    assert "caf\\xe9" in quarantine.filter(pa.compute.equal(quarantine["reason"], Reason.INVALID_UTF8))["raw"][0].as_py()
+    invalid = quarantine.filter(pa.compute.equal(quarantine["reason"], Reason.INVALID_UTF8))
+    assert "caf\\xe9" in invalid["raw"][0].as_py()
     total = sum(s.rows_in for s in stats)
     assert total == 9 == kept.num_rows + quarantine.num_rows
 
