@@ -71,7 +71,11 @@ def atomic_write_json(path: Path, obj: object) -> None:
 def write_parquet(path: Path, table: pa.Table, row_group_rows: int) -> None:
     """Write to a temp file in the same folder, then rename: readers never see half a shard."""
     tmp = _temp_path(path)
-    pq.write_table(table, tmp, row_group_size=row_group_rows, compression="zstd")
+    # An empty table is written with no row group at all: readers such as `datasets` reject
+    # a row group of zero rows.
+    with pq.ParquetWriter(tmp, table.schema, compression="zstd") as writer:
+        if table.num_rows:
+            writer.write_table(table, row_group_size=row_group_rows)
     os.replace(tmp, path)
 
 
