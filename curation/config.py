@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -14,6 +15,7 @@ _SUFFIX_FORMATS = {
     ".jsonl": "jsonl", ".json": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
     ".parquet": "parquet", ".txt": "text",
 }
+ENV_PREFIX = "env:"
 _COMPRESSIONS = {".gz", ".bz2", ".xz", ".zst", ".zstd"}
 
 
@@ -36,7 +38,9 @@ class SourceConfig(_Strict):
     label_column: str | None = Field(None, description="column with a gold label, if any")
     metadata_columns: list[str] = Field(default_factory=list, description="kept as JSON in `meta`")
     text_mode: Literal["line", "file"] = Field("line", description="plain text: a doc per line or per file")
-    storage_options: dict[str, str] = Field(default_factory=dict, description="passed to fsspec")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="passed to fsspec; write secrets as 'env:VAR' so that only the "
+        "variable's name is ever stored in configs, run directories or logs")
 
     @field_validator("name")
     @classmethod
@@ -44,6 +48,18 @@ class SourceConfig(_Strict):
         if not name or "\x1f" in name or "/" in name:
             raise ValueError("source name must be non-empty and contain no '/'")
         return name
+
+    def fs_options(self) -> dict[str, str]:
+        """`storage_options` with every 'env:VAR' value read from the environment."""
+        options = {}
+        for key, value in self.storage_options.items():
+            if value.startswith(ENV_PREFIX):
+                name = value.removeprefix(ENV_PREFIX)
+                if name not in os.environ:
+                    raise ConfigError(f"source {self.name!r}: storage option {key!r} needs ${name}, which is unset")
+                value = os.environ[name]
+            options[key] = value
+        return options
 
     def format_of(self, path: str) -> str:
         if self.format:
@@ -148,10 +164,9 @@ def _resolve_relative(config: CurateConfig, base: Path) -> CurateConfig:
 
 def expand_source(source: SourceConfig) -> list[str]:
     """The files of a source, sorted (a saved HF dataset is one directory)."""
+    fs, root = fsspec.core.url_to_fs(source.path, **source.fs_options())
     if source.format == "hf_dataset":
-        fs, root = fsspec.core.url_to_fs(source.path, **source.storage_options)
         return [source.path] if fs.isdir(root) else []
-    fs, root = fsspec.core.url_to_fs(source.path, **source.storage_options)
     if fs.isdir(root):
         found = [p for p in fs.find(root) if not Path(p).name.startswith(".")]
     else:

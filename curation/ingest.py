@@ -34,7 +34,7 @@ class InputFile:
 
     def fingerprint(self) -> str:
         """Size and modification time: a changed input file invalidates cached ingest results."""
-        fs, path = fsspec.core.url_to_fs(self.path, **self.source.storage_options)
+        fs, path = fsspec.core.url_to_fs(self.path, **self.source.fs_options())
         info = fs.info(path)
         return f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or info.get('updated')}"
 
@@ -45,7 +45,7 @@ def _source_root(source: SourceConfig) -> str:
     wildcard = min((path.find(c) for c in "*?[" if c in path), default=-1)
     if wildcard >= 0:
         return path[:wildcard].rsplit("/", 1)[0]
-    fs, local = fsspec.core.url_to_fs(path, **source.storage_options)
+    fs, local = fsspec.core.url_to_fs(path, **source.fs_options())
     return path if fs.isdir(local) else path.rsplit("/", 1)[0]
 
 

@@ -56,7 +56,7 @@ def _from_mapping(source: SourceConfig, key: str, row: dict) -> RawRow:
 
 
 def _open(source: SourceConfig, path: str, mode: str = "rb"):
-    return fsspec.open(path, mode, compression="infer", **source.storage_options)
+    return fsspec.open(path, mode, compression="infer", **source.fs_options())
 
 
 def read_jsonl(source: SourceConfig, path: str, rel: str) -> Iterator[RawRow]:
@@ -153,7 +153,7 @@ def _decoded_text_row(key: str, data: bytes) -> RawRow:
 def read_hf_dataset(source: SourceConfig, path: str) -> Iterator[RawRow]:
     import datasets
 
-    dataset = datasets.load_from_disk(path, storage_options=source.storage_options or None)
+    dataset = datasets.load_from_disk(path, storage_options=source.fs_options() or None)
     if isinstance(dataset, datasets.DatasetDict):
         raise ConfigError(f"source {source.name!r}: {path} is a DatasetDict; point `path` at one split")
     row_no = 0

@@ -132,3 +132,19 @@ def test_input_files_are_ordered_and_relative(tmp_path):
         write_jsonl(tmp_path / "in" / name, sib_corpus(["eng_Latn"], 2))
     config = load_config(write_config(tmp_path, sources=[{"name": "s", "path": str(tmp_path / "in")}]))
     assert [f.rel for f in input_files(config)] == ["a.jsonl", "b.jsonl", "sub/c.jsonl"]
+
+
+def test_storage_secrets_come_from_the_environment_and_are_never_stored(tmp_path, monkeypatch):
+    from curation.pipeline import LocalExecutor, run_pipeline
+
+    write_jsonl(tmp_path / "a.jsonl", sib_corpus(["eng_Latn"], 5))
+    source = {"name": "s", "path": str(tmp_path / "a.jsonl"),
+              "storage_options": {"auto_mkdir": "env:CURATION_TEST_SECRET"}}
+    config = load_config(write_config(tmp_path, sources=[source]))
+    with pytest.raises(ConfigError, match="CURATION_TEST_SECRET"):
+        check_inputs(config)
+    monkeypatch.setenv("CURATION_TEST_SECRET", "s3cr3t-value")
+    assert config.sources[0].fs_options() == {"auto_mkdir": "s3cr3t-value"}
+    run_pipeline(config, LocalExecutor(config, progress=False))
+    written = [p for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert written and not any(b"s3cr3t-value" in p.read_bytes() for p in written)
