@@ -26,10 +26,10 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
 from curation.config import NearDedupConfig
-from curation.dedup_exact import DedupStage
 from curation.normalize import normalize_text, words
 from curation.schema import Reason
 from curation.shards import atomic_write_json, write_parquet
+from curation.stages import DedupStage
 
 UNSPACED_SCRIPTS = {"Hans", "Hant", "Hani", "Jpan", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
 _SEED = 0x5EED

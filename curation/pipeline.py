@@ -70,10 +70,10 @@ def claim_run_dir(config: CurateConfig) -> None:
     atomic_write_json(marker, {"config_fingerprint": fingerprint, "config": config.model_dump(mode="json")})
 
 
-# -- steps: (config, item) -> JSON-serialisable result -------------------------------------------
+# -- steps: (config, stage, item) -> JSON-serialisable result -------------------------------------------
 
-def step_ingest(config: CurateConfig, file_index: int) -> list[str]:
-    stage_dir = Path(config.run_dir) / INGEST
+def step_ingest(config: CurateConfig, stage: str, file_index: int) -> list[str]:
+    stage_dir = Path(config.run_dir) / stage
     file = input_files(config)[file_index]
     done = ingested_shards(file, stage_dir) or ingest_file(file, config, stage_dir)
     return [s.shard for s in done]
@@ -151,10 +151,8 @@ class LocalExecutor:
         self.progress = progress
 
     def map(self, step: str, stage: str, items: list) -> list:
-        bar = tqdm(items, desc=f"{stage}:{step}", unit="shard" if step != "ingest" else "file",
+        bar = tqdm(items, desc=f"{stage}:{step}", unit="file" if step == "ingest" else "shard",
                    disable=not self.progress)
-        if step == "ingest":
-            return [step_ingest(self.config, item) for item in bar]
         return [STEPS[step](self.config, stage, item) for item in bar]
 
     def call(self, step: str, stage: str, shards: list[str]) -> dict:

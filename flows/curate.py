@@ -29,8 +29,6 @@ RESULTS_DIR = ".prefect-results"
 def run_step(config_json: str, step: str, stage: str, item: object, input_fingerprint: str = "") -> object:
     """One pipeline step. `input_fingerprint` (an input file's size and mtime) is only a cache key."""
     config = CurateConfig.model_validate_json(config_json)
-    if step == "ingest":
-        return STEPS[step](config, item)
     result = STEPS[step](config, stage, item)
     if step in ("plan", "finalize"):
         get_run_logger().info("%s %s: %s", stage, step, {k: v for k, v in result.items() if k != "languages"})
@@ -63,11 +61,8 @@ class PrefectExecutor:
         return [f.result() for f in futures]
 
     def call(self, step: str, stage: str, shards: list[str]) -> dict:
-        result = self.task.with_options(task_run_name=f"{stage}.{step}").submit(
+        return self.task.with_options(task_run_name=f"{stage}.{step}").submit(
             self.config_json, step, stage, shards).result()
-        if step == "plan":
-            self._advance(0)
-        return result
 
 
 @flow(name="curate", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2), log_prints=True)
