@@ -113,6 +113,36 @@ class NearDedupConfig(_Strict):
         return self
 
 
+class EmbedConfig(_Strict):
+    enabled: bool = False
+    model: str = Field("e5-small", description="'e5-small' (embedded multilingual-e5-small) or any "
+                       "sentence-transformers model path or hub id")
+    prompt_name: str | None = Field("passage", description="the model's prompt for documents (E5: 'passage')")
+    batch_size: int = Field(32, ge=1)
+    dtype: Literal["float16", "float32"] = Field("float16", description="how vectors are stored")
+    device: str | None = Field(None, description="'cuda', 'cpu'...; default: cuda when present")
+
+
+class CoverageConfig(_Strict):
+    enabled: bool = False
+    clusters: int | None = Field(None, ge=1, description="k-means clusters; default about sqrt(rows)")
+    neighbours: int = Field(10, ge=1, description="k for the density score")
+    flat_below: int = Field(200_000, ge=1, description="exact (flat) index below this many rows, HNSW above")
+    radius: float = Field(0.85, gt=0, le=1, description="cosine to a labeled record that counts as covered")
+
+
+class SemDedupConfig(_Strict):
+    enabled: bool = False
+    epsilon: float = Field(0.05, gt=0, lt=1, description="same-language records at cosine ≥ 1-ε are duplicates")
+    clusters: int | None = Field(None, ge=1, description="k-means clusters; default about sqrt(rows)")
+    keep: Literal["first", "longest"] = "first"
+    flag_translations: bool = Field(True, description="mark near-translations (never dropped)")
+    translation_min_cosine: float = Field(0.8, gt=0, le=1, description="a cross-language pair is a near-"
+                                          "translation at this cosine when each is the other's best match")
+    neighbours: int = Field(10, ge=1, description="k of the k-NN search for near-translations")
+    flat_below: int = Field(200_000, ge=1, description="exact (flat) index below this many rows, HNSW above")
+
+
 class CurateConfig(_Strict):
     run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
     sources: list[SourceConfig] = Field(min_length=1)
@@ -122,6 +152,15 @@ class CurateConfig(_Strict):
     lid: LidConfig = Field(default_factory=LidConfig)
     exact_dedup: ExactDedupConfig = Field(default_factory=ExactDedupConfig)
     near_dedup: NearDedupConfig = Field(default_factory=NearDedupConfig)
+    embed: EmbedConfig = Field(default_factory=EmbedConfig)
+    coverage: CoverageConfig = Field(default_factory=CoverageConfig)
+    semdedup: SemDedupConfig = Field(default_factory=SemDedupConfig)
+
+    @model_validator(mode="after")
+    def _embeddings_for_embedding_stages(self) -> CurateConfig:
+        if (self.coverage.enabled or self.semdedup.enabled) and not self.embed.enabled:
+            raise ValueError("coverage and semdedup need embed.enabled: true")
+        return self
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> CurateConfig:

@@ -29,7 +29,7 @@ from curation.config import NearDedupConfig
 from curation.normalize import normalize_text, words
 from curation.schema import Reason
 from curation.shards import atomic_write_json, write_parquet
-from curation.stages import DedupStage
+from curation.stages import DedupStage, cluster_keepers
 
 UNSPACED_SCRIPTS = {"Hans", "Hant", "Hani", "Jpan", "Hira", "Kana", "Thai", "Laoo", "Khmr", "Mymr", "Tibt"}
 _SEED = 0x5EED
@@ -170,7 +170,8 @@ class NearDedupStage(DedupStage):
         edges, n_candidates = self._verified_edges(shards, signatures)
         graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
         _, cluster = connected_components(graph, directed=False)
-        keeper = self._keepers(cluster, meta)
+        preference = {"longest": -meta.column("n_chars").to_numpy(), "score": -meta.column("score").to_numpy()}
+        keeper = cluster_keepers(cluster, preference.get(self.config.keep))
         dups = np.flatnonzero(keeper != np.arange(n))
         ids = meta.column("id").combine_chunks()
         self.write_decisions(shards, shard_of[dups], ids.take(dups), ids.take(keeper[dups]))
@@ -181,18 +182,3 @@ class NearDedupStage(DedupStage):
         atomic_write_json(self.work_dir / "plan.json", summary)
         (self.work_dir / "signatures.npy").unlink()
         return summary
-
-    def _keepers(self, cluster: np.ndarray, meta: pa.Table) -> np.ndarray:
-        """For each row, the global row number of its cluster's keeper."""
-        position = np.arange(len(cluster))
-        if self.config.keep == "longest":
-            preference = -meta.column("n_chars").to_numpy()
-        elif self.config.keep == "score":
-            preference = -meta.column("score").to_numpy()
-        else:
-            preference = np.zeros(len(cluster))
-        order = np.lexsort((position, preference, cluster))  # per cluster: best first, then run order
-        first_of_cluster = np.r_[True, cluster[order][1:] != cluster[order][:-1]]
-        keeper_of_cluster = np.empty(cluster.max() + 1 if len(cluster) else 0, dtype=np.int64)
-        keeper_of_cluster[cluster[order][first_of_cluster]] = order[first_of_cluster]
-        return keeper_of_cluster[cluster]

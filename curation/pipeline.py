@@ -17,12 +17,15 @@ from typing import Protocol
 from tqdm.auto import tqdm
 
 from curation.config import ConfigError, CurateConfig
+from curation.coverage import CoverageStage
 from curation.dedup_exact import ExactDedupStage
 from curation.dedup_near import NearDedupStage
+from curation.embed import EmbedStage
 from curation.ingest import STAGE as INGEST
 from curation.ingest import check_inputs, ingest_file, ingested_shards, input_files
 from curation.lid import LanguageIdStage
 from curation.report import write_report
+from curation.semdedup import SemDedupStage
 from curation.shards import atomic_write_json, finalize_stage
 from curation.stages import GlobalStage, Stage, run_shard
 
@@ -34,6 +37,9 @@ def stage_names(config: CurateConfig) -> list[str]:
         names.append("exact_dedup")
     if config.near_dedup.enabled:
         names.append("near_dedup")
+    for name in ("embed", "coverage", "semdedup"):
+        if getattr(config, name).enabled:
+            names.append(name)
     return names
 
 
@@ -45,6 +51,12 @@ def build_stage(name: str, config: CurateConfig) -> Stage:
         return ExactDedupStage(stage_dir)
     if name == "near_dedup":
         return NearDedupStage(stage_dir, config.near_dedup)
+    if name == "embed":
+        return EmbedStage(Path(config.run_dir), config.embed)
+    if name == "coverage":
+        return CoverageStage(Path(config.run_dir), config.coverage)
+    if name == "semdedup":
+        return SemDedupStage(Path(config.run_dir), config.semdedup)
     raise ValueError(f"unknown stage {name!r}")
 
 

@@ -35,7 +35,7 @@ def language_table(stats: list[dict]) -> list[dict]:
     return sorted(rows, key=lambda r: -r["identified"])
 
 
-def _markdown(table: list[dict]) -> str:
+def markdown_table(table: list[dict]) -> str:
     if not table:
         return ""
     head = list(table[0])
@@ -60,6 +60,11 @@ def _plot(stages: list[dict], languages: list[dict], path: Path) -> None:
     ax_lang.set_title(f"rows per language (top {len(top)} of {len(languages)})")
     ax_lang.tick_params(axis="x", rotation=90)
     ax_lang.legend()
+    save_figure(fig, path)
+
+
+def save_figure(fig: plt.Figure, path: Path) -> None:
+    """Write a PNG atomically and free the figure."""
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
@@ -71,8 +76,8 @@ def write_report(run_dir: Path, stats: list[dict]) -> dict:
     stages, languages = stage_table(stats), language_table(stats)
     _plot(stages, languages, run_dir / "report.png")
     markdown = "\n\n".join([
-        f"# Curate run `{run_dir.name}`", "## Stages (rows in = kept + dropped + quarantined)", _markdown(stages),
-        "## Languages", _markdown(languages) or "(no language column)", "![report](report.png)"])
+        f"# Curate run `{run_dir.name}`", "## Stages (rows in = kept + dropped + quarantined)", markdown_table(stages),
+        "## Languages", markdown_table(languages) or "(no language column)", "![report](report.png)"])
     atomic_write_bytes(run_dir / "report.md", markdown.encode())
     summary = {"run_dir": str(run_dir), "output": str(run_dir / stats[-1]["stage"]), "stages": stages,
                "languages": languages}

@@ -47,6 +47,16 @@ STAGE_COLUMNS: dict[str, list[pa.Field]] = {
         pa.field("script", pa.string(), metadata={"doc": "ISO 15924 script taken from the text itself"}),
         pa.field("code_mixed", pa.bool_(), metadata={"doc": "top two languages within the configured margin"}),
     ],
+    "coverage": [
+        pa.field("cluster", pa.int32(), metadata={"doc": "k-means cluster of the record's embedding"}),
+        pa.field("density", pa.float32(), metadata={"doc": "mean cosine to its nearest neighbours"}),
+        pa.field("labeled_similarity", pa.float32(),
+                 metadata={"doc": "cosine to the nearest labeled record (null when none is labeled)"}),
+    ],
+    "semdedup": [
+        pa.field("translations", pa.list_(pa.string()),
+                 metadata={"doc": "ids of records in other languages that this one nearly translates"}),
+    ],
 }
 
 DROP_COLUMNS = [
@@ -77,6 +87,7 @@ class Reason:
     LANGUAGE_FILTERED = "language_filtered"
     EXACT_DUPLICATE = "exact_duplicate"
     NEAR_DUPLICATE = "near_duplicate"
+    SEMANTIC_DUPLICATE = "semantic_duplicate"
 
 
 def record_id(source: str, source_key: str, normalised_text: str) -> str:

@@ -111,3 +111,15 @@ class DedupStage(GlobalStage):
         tables = [pq.read_table(self.work_dir / "index" / f"{s}.parquet", columns=columns) for s in shards]
         shard_of = np.repeat(np.arange(len(shards)), [t.num_rows for t in tables])
         return pa.concat_tables(tables), shard_of
+
+
+def cluster_keepers(cluster: np.ndarray, preference: np.ndarray | None = None) -> np.ndarray:
+    """For each row, the row number of its cluster's keeper: the lowest `preference`, then the
+    earliest row (run order)."""
+    position = np.arange(len(cluster))
+    preference = np.zeros(len(cluster)) if preference is None else preference
+    order = np.lexsort((position, preference, cluster))
+    first_of_cluster = np.r_[True, cluster[order][1:] != cluster[order][:-1]]
+    keeper_of_cluster = np.empty(cluster.max() + 1 if len(cluster) else 0, dtype=np.int64)
+    keeper_of_cluster[cluster[order][first_of_cluster]] = order[first_of_cluster]
+    return keeper_of_cluster[cluster]

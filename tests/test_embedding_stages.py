@@ -1,0 +1,81 @@
+"""embed → coverage → semdedup on real SIB-200 sentences with the real converted encoder."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from conftest import sib_rows, write_config, write_jsonl
+
+from curation.config import load_config
+from curation.embed import vectors_path
+from curation.pipeline import LocalExecutor, run_pipeline
+
+VARIETIES = ["eng_Latn", "fra_Latn", "hin_Deva", "zho_Hans", "deu_Latn"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("embedding")
+    rows = []
+    for variety in VARIETIES:
+        for i, r in enumerate(sib_rows(variety, "train", 40)):
+            rows.append({"id": f"{variety}/{r['index_id']}", "text": r["text"],
+                         "label": r["category"] if i < 8 else None})
+    # same-language near-paraphrases, left for semantic dedup: the same sentence, re-punctuated
+    rows += [{"id": r["id"] + "/again", "text": r["text"].replace(",", " ;") + " !!", "label": None}
+             for r in rows[::20]]
+    write_jsonl(folder / "in.jsonl", rows)
+    config = load_config(write_config(folder, shard_rows=60, sources=[
+        {"name": "sib", "path": str(folder / "in.jsonl"), "id_column": "id", "label_column": "label"}],
+        near_dedup={"enabled": False}, embed={"enabled": True}, coverage={"enabled": True},
+        semdedup={"enabled": True}))
+    run_pipeline(config, LocalExecutor(config, progress=False))
+    return Path(config.run_dir)
+
+
+def _rows(run_dir: Path, stage: str, sub: str = "") -> list[dict]:
+    return [r for p in sorted((run_dir / stage / sub).glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+@pytest.mark.slow
+def test_vectors_are_normalised_and_aligned_with_the_shards(run_dir):
+    for shard in sorted((run_dir / "embed").glob("part-*.parquet")):
+        vectors = np.load(vectors_path(run_dir, shard.stem))
+        assert vectors.dtype == np.float16 and vectors.shape == (pq.read_metadata(shard).num_rows, 384)
+        assert np.allclose(np.linalg.norm(vectors.astype(np.float32), axis=1), 1.0, atol=2e-3)
+
+
+@pytest.mark.slow
+def test_coverage_scores_and_report(run_dir):
+    rows = _rows(run_dir, "coverage")
+    labeled = [r for r in rows if r["label"] is not None]
+    assert len(labeled) == 40 and all(r["labeled_similarity"] > 0.999 for r in labeled)
+    unlabeled = [r["labeled_similarity"] for r in rows if r["label"] is None]
+    assert max(unlabeled) < 1.0 and min(unlabeled) > 0
+    assert all(0 < r["density"] <= 1 for r in rows) and len({r["cluster"] for r in rows}) > 5
+    report = json.loads((run_dir / "coverage" / "report.json").read_text())
+    assert set(VARIETIES) <= set(report["per_language"])
+    assert report["worst_language"]["lang"] in VARIETIES and report["gap"] >= 0
+    assert (run_dir / "coverage" / "report.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_semantic_duplicates_dropped_and_translations_flagged(run_dir):
+    dropped = _rows(run_dir, "semdedup", "dropped")
+    kept = {r["id"]: r for r in _rows(run_dir, "semdedup")}
+    assert len(dropped) >= 8 and {r["drop_reason"] for r in dropped} == {"semantic_duplicate"}
+    key_of = {**{i: r["source_key"] for i, r in kept.items()}, **{r["id"]: r["source_key"] for r in dropped}}
+    for row in dropped:  # each drop names the sentence it repeats
+        assert key_of[row["dup_of"]].removesuffix("/again") == row["source_key"].removesuffix("/again")
+    flags = [(r["source_key"], key_of[t]) for r in kept.values() for t in r["translations"]]
+    sentence = lambda key: key.split("/")[1]  # noqa: E731  (SIB index_id: the same sentence in every language)
+    precision = sum(sentence(a) == sentence(b) for a, b in flags) / len(flags)
+    recall = sum(any(sentence(key_of[t]) == sentence(r["source_key"]) for t in r["translations"])
+                 for r in kept.values()) / len(kept)
+    assert precision >= 0.95 and recall >= 0.85, (precision, recall)
+    stats = json.loads((run_dir / "semdedup" / "stats.json").read_text())
+    assert stats["rows_in"] == stats["kept"] + stats["dropped"]["semantic_duplicate"]
