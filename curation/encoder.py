@@ -30,7 +30,7 @@ import numpy as np
 
 DEFAULT_ENCODER = "e5-small"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
-_BUILD_FORMAT = 2  # bump when the conversion changes, so cached builds are rebuilt
+_BUILD_FORMAT = 3  # bump when the conversion changes, so cached builds are rebuilt
 
 
 def curation_home() -> Path:
@@ -136,6 +136,10 @@ def _state_dict(header: _Header, tensors: dict[str, np.ndarray]) -> dict:
             weight = tensors[f"l{i}.{short}.w"]
             state[f"encoder.layer.{i}.{long}.weight"] = weight.reshape(shapes[short]) if short in shapes else weight
             state[f"encoder.layer.{i}.{long}.bias"] = tensors[f"l{i}.{short}.b"]
+    # The source has no pooler (E5 mean-pools); zeros, rather than a random init that transformers
+    # would report as missing on every load, make `pooler_output` an honest constant.
+    state["pooler.dense.weight"] = np.zeros((h, h), dtype=np.float32)
+    state["pooler.dense.bias"] = np.zeros(h, dtype=np.float32)
     return {name: torch.from_numpy(np.ascontiguousarray(value)) for name, value in state.items()}
 
 
