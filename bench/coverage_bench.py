@@ -37,9 +37,10 @@ def measure(base: np.ndarray, rows: int, flat_below: int) -> dict:
 
     rng = np.random.default_rng(0)
     vectors = np.empty((rows, base.shape[1]), dtype=np.float32)
-    for start in range(0, rows, 100_000):
-        stop = min(rows, start + 100_000)
-        chunk = base[rng.integers(0, len(base), stop - start)] + rng.normal(0, 0.02, (stop - start, base.shape[1]))
+    for start in range(0, rows, 10_000):  # small chunks: the generator must not set the RSS peak
+        stop = min(rows, start + 10_000)
+        chunk = base[rng.integers(0, len(base), stop - start)] + rng.normal(
+            0, 0.02, (stop - start, base.shape[1])).astype(np.float32)
         vectors[start:stop] = chunk / np.linalg.norm(chunk, axis=1, keepdims=True)
     timings = {}
     start = time.perf_counter()

@@ -26,15 +26,19 @@ from curation.stages import DedupStage, StageOutput, cluster_keepers
 STAGE = "semdedup"
 
 
-def duplicate_pairs(vectors: np.ndarray, cluster: np.ndarray, langs: np.ndarray, min_cosine: float) -> np.ndarray:
-    """Same-language pairs (i < j) of one k-means cluster at `min_cosine` or more."""
+def duplicate_pairs(vectors: np.ndarray, cluster: np.ndarray, langs: np.ndarray, min_cosine: float,
+                    block: int = 1024) -> np.ndarray:
+    """Same-language pairs (i < j) of one k-means cluster at `min_cosine` or more. Similarities are
+    computed `block` rows at a time, so a huge cluster costs block × size floats, not size²."""
     pairs = [np.empty((0, 2), dtype=np.int64)]
     for c in np.unique(cluster):
         members = np.flatnonzero(cluster == c)
-        sims = vectors[members] @ vectors[members].T
-        i, j = np.nonzero(np.triu(sims >= min_cosine, k=1))
-        same = langs[members[i]] == langs[members[j]]
-        pairs.append(np.stack([members[i[same]], members[j[same]]], axis=1))
+        for start in range(0, len(members), block):
+            rows = members[start:start + block]
+            i, j = np.nonzero(vectors[rows] @ vectors[members].T >= min_cosine)
+            i, j = rows[i], members[j]
+            keep = (i < j) & (langs[i] == langs[j])
+            pairs.append(np.stack([i[keep], j[keep]], axis=1))
     return np.concatenate(pairs)
 
 

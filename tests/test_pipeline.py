@@ -138,12 +138,14 @@ def test_flow_publishes_artifacts(tmp_path):
     from flows.curate import curate
 
     _corpus(tmp_path, varieties=3, per_variety=20)
-    config = write_config(tmp_path, sources=_sources(tmp_path))
+    config = write_config(tmp_path, sources=_sources(tmp_path), embed={"enabled": True},
+                          coverage={"enabled": True}, semdedup={"enabled": True})
     with prefect_test_harness(server_startup_timeout=120):
         summary = curate(str(config))
         with get_client(sync_client=True) as client:
             keys = {a.key for a in client.read_artifacts() if a.key}
             kinds = {a.type for a in client.read_artifacts()}
-    assert summary["stages"][0]["stage"] == "ingest"
-    assert {"run-stages", "run-report"} <= keys
+    assert [s["stage"] for s in summary["stages"]] == [
+        "ingest", "lid", "exact_dedup", "near_dedup", "embed", "coverage", "semdedup"]
+    assert {"run-stages", "run-report", "run-coverage"} <= keys
     assert {"progress", "table", "markdown"} <= kinds  # a link artifact is stored as markdown
