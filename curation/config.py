@@ -144,6 +144,35 @@ class SemDedupConfig(_Strict):
     flat_below: int = Field(200_000, ge=1, description="exact (flat) index below this many rows, HNSW above")
 
 
+class StudentConfig(_Strict):
+    """The multilingual student. Mode `head`: a classifier head on cached embeddings (what the
+    active-learning loop uses on CPU)."""
+
+    mode: Literal["head"] = "head"
+    hidden: int = Field(256, ge=0, description="hidden units of the head (0: linear)")
+    dropout: float = Field(0.2, ge=0, lt=1, description="also drives MC-dropout (BALD)")
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    max_epochs: int = Field(200, ge=1, description="full-batch epochs (the cap when validating)")
+    patience: int = Field(30, ge=1, description="epochs without a better per-language macro-F1")
+    max_language_drop: float = Field(0.05, ge=0, le=1, description="a new best may not cost any language "
+                                     "more than this much macro-F1 (rollback for low-resource languages)")
+    calibrate: bool = Field(True, description="temperature scaling on held-out labels")
+    seed: int = 0
+
+
+class SelectionConfig(_Strict):
+    strategy: Literal["random", "least_confidence", "margin", "entropy", "bald", "kcenter", "hybrid"] = "hybrid"
+    batch_size: int = Field(100, ge=1)
+    language_budget: Literal["proportional", "equal", "weighted", "gain"] = Field(
+        "gain", description="how a batch is split over languages; 'gain' follows each language's measured "
+        "marginal gain from labels")
+    coverage_weight: float = Field(0.6, ge=0, le=1, description="hybrid: weight of distance to labeled/selected")
+    duplicate_cosine: float = Field(0.95, gt=0, le=1, description="never two same-language records this similar")
+    translation_cosine: float = Field(0.85, gt=0, le=1, description="never a record and its translation")
+    mc_samples: int = Field(10, ge=2, description="BALD: MC-dropout passes")
+
+
 class CurateConfig(_Strict):
     run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
     sources: list[SourceConfig] = Field(min_length=1)
