@@ -134,3 +134,36 @@ def lid_eval(sib_dir: Annotated[Path, typer.Argument(help="SIB-200 folder with o
     if out:
         out.write_text(markdown, encoding="utf-8")
     typer.echo(json.dumps(result["summary"], indent=2) if out else markdown)
+
+
+al_app = typer.Typer(help="Active learning: simulate strategies offline with an oracle.", no_args_is_help=True)
+app.add_typer(al_app, name="al")
+
+
+@al_app.command()
+def simulate(
+    dataset: Annotated[str, typer.Option(help="sib200 or xlmt")] = "sib200",
+    data_dir: Annotated[Path, typer.Option(help="the dataset's folder")] = Path("../shared/data/sib200"),
+    languages: Annotated[str, typer.Option(help="comma-separated SIB varieties or XLM-T languages")] = (
+        "eng_Latn,fra_Latn,hin_Deva,zho_Hans,arb_Arab,swh_Latn,yor_Latn,tha_Thai,rus_Cyrl,ibo_Latn"),
+    strategies: Annotated[str, typer.Option(help="ours: random, least_confidence, margin, entropy, bald, "
+                                            "kcenter, hybrid; small-text: st_least_confidence, "
+                                            "st_breaking_ties, st_entropy, st_greedy_coreset, "
+                                            "st_embedding_kmeans")] = "random,margin,kcenter,hybrid,st_breaking_ties",
+    seeds: Annotated[str, typer.Option(help="comma-separated seeds")] = "0,1,2",
+    rounds: Annotated[int, typer.Option(help="labeling rounds")] = 8,
+    batch: Annotated[int, typer.Option(help="labels per round")] = 70,
+    model: Annotated[str, typer.Option(help="encoder for the cached embeddings")] = "e5-small",
+    out: Annotated[Path, typer.Option(help="folder for simulation.json/.md and learning_curves.png")] = Path(
+        "runs/al-simulation"),
+) -> None:
+    """Run the active-learning loop offline: an oracle reveals gold labels, round after round, for every
+    strategy on the same pool, seeds, budgets and student; writes learning curves (table and PNG) with
+    each language's worst accuracy and the gap."""
+    from curation.simulate import load_sib, load_xlmt, write_report
+    from curation.simulate import simulate as run_simulation
+
+    names = languages.split(",")
+    task = load_sib(data_dir, names, model) if dataset == "sib200" else load_xlmt(data_dir, names, model)
+    result = run_simulation(task, strategies.split(","), [int(s) for s in seeds.split(",")], rounds, batch)
+    typer.echo(write_report(result, out).read_text())

@@ -200,11 +200,52 @@ def summarise(runs: list[dict]) -> dict:
         curves = [r["curve"] for r in runs if r["strategy"] == strategy]
         accuracy = np.array([[p["accuracy"] for p in c] for c in curves])
         worst = np.array([[p["worst_accuracy"] for p in c] for c in curves])
+        f1 = np.array([[p["macro_f1"] for p in c] for c in curves])
         gap = np.array([[p["gap"] for p in c] for c in curves])
         out[strategy] = {"labels": [p["labels"] for p in curves[0]],
                          "aulc_mean": float(accuracy.mean()), "aulc_std": float(accuracy.mean(axis=1).std()),
                          "accuracy_mean": accuracy.mean(axis=0).round(4).tolist(),
                          "accuracy_std": accuracy.std(axis=0).round(4).tolist(),
+                         "macro_f1_mean": f1.mean(axis=0).round(4).tolist(),
                          "worst_accuracy_mean": worst.mean(axis=0).round(4).tolist(),
+                         "worst_accuracy_std": worst.std(axis=0).round(4).tolist(),
                          "gap_mean": gap.mean(axis=0).round(4).tolist()}
     return out
+
+
+def write_report(result: dict, out_dir: Path) -> Path:
+    """simulation.json, a Markdown table and a PNG of the learning curves; returns the Markdown path."""
+    import matplotlib.pyplot as plt
+
+    from curation.report import markdown_table, save_figure
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "simulation.json").write_text(json.dumps(result, indent=2, default=str))
+    summary, full = result["summary"], result["full_pool"]
+    fig, axes = plt.subplots(1, 3, figsize=(17, 5))
+    for strategy, s in summary.items():
+        style = "--" if strategy.startswith("st_") else "-"
+        for ax, key in zip(axes, ("accuracy_mean", "macro_f1_mean", "worst_accuracy_mean")):
+            ax.plot(s["labels"], s[key], style, marker="o", ms=3, label=strategy)
+        axes[0].fill_between(s["labels"], np.subtract(s["accuracy_mean"], s["accuracy_std"]),
+                             np.add(s["accuracy_mean"], s["accuracy_std"]), alpha=0.1)
+    for ax, title, key in zip(axes, ("accuracy", "macro-F1", "worst-language accuracy"),
+                              ("accuracy", "macro_f1", "worst_accuracy")):
+        ax.axhline(full[key], color="black", lw=0.8, ls=":", label="whole pool labeled")
+        ax.set_title(f"{result['task']}: {title}")
+        ax.set_xlabel("labels")
+    axes[0].legend(fontsize=7)
+    save_figure(fig, out_dir / "learning_curves.png")
+    budgets = summary[next(iter(summary))]["labels"]
+    rows = [{"strategy": name, "AULC": f"{s['aulc_mean']:.4f} ± {s['aulc_std']:.4f}",
+             f"acc@{budgets[0]}": s["accuracy_mean"][0], f"acc@{budgets[len(budgets) // 2]}":
+             s["accuracy_mean"][len(budgets) // 2], f"acc@{budgets[-1]}": s["accuracy_mean"][-1],
+             f"worst@{budgets[-1]}": s["worst_accuracy_mean"][-1], f"gap@{budgets[-1]}": s["gap_mean"][-1]}
+            for name, s in sorted(summary.items(), key=lambda kv: -kv[1]["aulc_mean"])]
+    markdown = (f"# Active-learning simulation: {result['task']}\n\nPool {result['pool']}, evaluation "
+                f"{result['eval']}, {result['rounds']} rounds of {result['batch']} labels, seeds {result['seeds']}. "
+                f"Whole pool labeled: accuracy {full['accuracy']:.4f}, worst language {full['worst_accuracy']:.4f}, "
+                f"gap {full['gap']:.4f}. Mean ± std over seeds; `st_` = small-text's strategy on the same "
+                f"student.\n\n{markdown_table(rows)}\n\n![curves](learning_curves.png)\n")
+    (out_dir / "simulation.md").write_text(markdown)
+    return out_dir / "simulation.md"
