@@ -167,3 +167,22 @@ def simulate(
     task = load_sib(data_dir, names, model) if dataset == "sib200" else load_xlmt(data_dir, names, model)
     result = run_simulation(task, strategies.split(","), [int(s) for s in seeds.split(",")], rounds, batch)
     typer.echo(write_report(result, out).read_text())
+
+
+@al_app.command(name="round")
+def al_round(config: ConfigArg,
+             local: Annotated[bool, typer.Option(help="run in this process without Prefect")] = False) -> None:
+    """One active-learning round on the curated run of CONFIG: train the student on every label so far,
+    score the pool, write the next batch to `<run_dir>/al/round-NNNN/batch.parquet`. Rerun after a
+    crash: a finished step is not redone."""
+    cfg = _config(config)
+    if local:
+        from curation.active import current_round, select_round, train_round
+
+        number = current_round(cfg)
+        result = {"metrics": train_round(cfg, number), "batch": select_round(cfg, number)}
+    else:
+        from flows.al_round import al_round as flow
+
+        result = flow(str(config))
+    typer.echo(json.dumps(result["batch"], indent=2))

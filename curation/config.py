@@ -173,6 +173,14 @@ class SelectionConfig(_Strict):
     mc_samples: int = Field(10, ge=2, description="BALD: MC-dropout passes")
 
 
+class ActiveLearningConfig(_Strict):
+    """The `al-round` flow: train on all labels so far, score the pool, select a batch."""
+
+    pool_stage: str = Field("semdedup", description="the stage whose shards are the pool (embed must have run)")
+    student: StudentConfig = Field(default_factory=StudentConfig)
+    selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+
 class CurateConfig(_Strict):
     run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
     sources: list[SourceConfig] = Field(min_length=1)
@@ -185,6 +193,7 @@ class CurateConfig(_Strict):
     embed: EmbedConfig = Field(default_factory=EmbedConfig)
     coverage: CoverageConfig = Field(default_factory=CoverageConfig)
     semdedup: SemDedupConfig = Field(default_factory=SemDedupConfig)
+    active_learning: ActiveLearningConfig = Field(default_factory=ActiveLearningConfig)
 
     @model_validator(mode="after")
     def _embeddings_for_embedding_stages(self) -> CurateConfig:

@@ -21,7 +21,7 @@ from curation.config import EmbedConfig, SelectionConfig, StudentConfig
 from curation.encoder import curation_home
 from curation.evaluation import evaluate
 from curation.strategies import Pool, StabilizingPredictions, select
-from curation.student import HeadStudent
+from curation.student import HeadStudent, cv_accuracy_by_language, train_head
 
 SMALL_TEXT = ("st_least_confidence", "st_breaking_ties", "st_entropy", "st_greedy_coreset", "st_embedding_kmeans")
 
@@ -94,26 +94,9 @@ def _task(name: str, classes: list[str], pool: list[tuple], held: list[tuple], m
 def _train(task: Task, labeled: np.ndarray, config: StudentConfig, seed: int) -> HeadStudent:
     """A fresh student on all labeled rows, for a fixed number of epochs: with a few hundred labels,
     a validation split would be too small per language to stop on (or to calibrate)."""
-    student = HeadStudent(task.pool_x.shape[1], len(task.classes), config.model_copy(update={"seed": seed}))
     rows = np.flatnonzero(labeled)
-    student.fit(task.pool_x[rows], task.pool_y[rows], task.pool_langs[rows])
-    return student
-
-
-def language_cv_accuracy(task: Task, labeled: np.ndarray, config: StudentConfig, seed: int,
-                         folds: int = 3) -> dict[str, tuple[int, float]]:
-    """Per language: its label count and the out-of-fold accuracy on its labeled rows. Its trend over
-    rounds is the language's measured gain from labels (what `language_budget: gain` follows)."""
-    rows = np.flatnonzero(labeled)
-    fold = np.random.default_rng(seed).permutation(len(rows)) % folds
-    predicted = np.empty(len(rows), dtype=int)
-    for k in range(folds):
-        train = np.zeros(len(task.pool_x), dtype=bool)
-        train[rows[fold != k]] = True
-        predicted[fold == k] = _train(task, train, config, seed).predict_proba(task.pool_x[rows[fold == k]]).argmax(1)
-    correct = predicted == task.pool_y[rows]
-    langs = task.pool_langs[rows]
-    return {lang: (int(np.sum(langs == lang)), float(correct[langs == lang].mean())) for lang in np.unique(langs)}
+    return train_head(task.pool_x[rows], task.pool_y[rows], task.pool_langs[rows], len(task.classes),
+                      config.model_copy(update={"seed": seed}))
 
 
 class _SmallTextClassifier:
@@ -163,8 +146,12 @@ def run(task: Task, strategy: str, seed: int, rounds: int, batch: int, student: 
         picks = np.array(picks, dtype=int)
         pool.labeled[picks] = True
         model = _train(task, pool.labeled, student, seed)
-        for lang, (known, accuracy) in language_cv_accuracy(task, pool.labeled, student, seed).items():
-            pool.history.setdefault(lang, []).append((known, accuracy))
+        if strategy == "hybrid" and selection.language_budget == "gain":
+            rows = np.flatnonzero(pool.labeled)
+            for lang, (known, accuracy) in cv_accuracy_by_language(
+                    task.pool_x[rows], task.pool_y[rows], task.pool_langs[rows], len(task.classes),
+                    student.model_copy(update={"seed": seed})).items():
+                pool.history.setdefault(lang, []).append((known, accuracy))
         predicted = model.predict_proba(task.eval_x).argmax(axis=1)
         result = evaluate(task.eval_y, predicted, task.eval_langs, len(task.classes))
         langs, counts = np.unique(task.pool_langs[picks], return_counts=True)

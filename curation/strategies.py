@@ -163,7 +163,11 @@ def _greedy(pool: Pool, free: np.ndarray, uncertainty_rank: np.ndarray, coverage
         candidates = allowed & (np.full(len(allowed), left.get("*", 0) > 0) if "*" in left
                                 else np.isin(pool.langs, [lang for lang, q in left.items() if q > 0]))
         if not candidates.any():
-            break
+            leftover = sum(left.values())
+            if "*" in left or not leftover or not allowed.any():
+                break
+            left = {"*": leftover}  # a language ran out of allowed records: others take its share
+            continue
         score = (1 - coverage_weight) * uncertainty_rank + coverage_weight * distance / max(distance.max(), 1e-9)
         best = int(np.flatnonzero(candidates)[np.argmax(score[candidates])])
         lang = pool.langs[best]

@@ -101,3 +101,24 @@ class HeadStudent:
         xt = torch.from_numpy(x.astype(np.float32))
         with torch.no_grad():
             return np.stack([torch.softmax(self.model(xt) / self.temperature, 1).numpy() for _ in range(samples)])
+
+
+def train_head(x: np.ndarray, y: np.ndarray, langs: np.ndarray, classes: int, config: StudentConfig,
+               validation: tuple | None = None) -> HeadStudent:
+    student = HeadStudent(x.shape[1], classes, config)
+    student.fit(x, y, langs, validation)
+    return student
+
+
+def cv_accuracy_by_language(x: np.ndarray, y: np.ndarray, langs: np.ndarray, classes: int, config: StudentConfig,
+                            folds: int = 3) -> dict[str, tuple[int, float]]:
+    """Per language: its label count and the out-of-fold accuracy of fresh heads on its labels. Its
+    trend over rounds is the language's measured gain from labels (`language_budget: gain`)."""
+    fold = np.random.default_rng(config.seed).permutation(len(x)) % folds
+    predicted = np.empty(len(x), dtype=int)
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        predicted[test] = train_head(x[train], y[train], langs[train], classes, config).predict_proba(
+            x[test]).argmax(axis=1)
+    correct = predicted == y
+    return {lang: (int(np.sum(langs == lang)), float(correct[langs == lang].mean())) for lang in np.unique(langs)}

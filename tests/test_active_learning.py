@@ -120,3 +120,19 @@ def test_simulation_on_xlmt_beats_nothing_and_reports_every_language():
 
 def _xlmt_use_task() -> Task:
     return load_xlmt(XLMT, ["english", "french", "german", "spanish", "arabic"], model="use-multilingual")
+
+
+@pytest.mark.slow
+def test_simulate_command_writes_table_and_curves(tmp_path):
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
+    result = CliRunner().invoke(app, [
+        "al", "simulate", "--dataset", "xlmt", "--data-dir", str(XLMT), "--languages", "english,french,spanish",
+        "--strategies", "random,hybrid,st_entropy", "--seeds", "0,1", "--rounds", "2", "--batch", "60",
+        "--model", "use-multilingual", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "simulation.md").read_text()
+    assert all(f"| {s} |" in table for s in ("random", "hybrid", "st_entropy")) and "worst@120" in table
+    assert (tmp_path / "learning_curves.png").read_bytes()[:4] == b"\x89PNG"

@@ -106,3 +106,24 @@ def test_other_encoders_go_through_the_same_stage(tmp_path, model):
     similarity = vectors[: len(english)] @ vectors[len(english):].T
     retrieval = (similarity.argmax(axis=1) == np.arange(len(english))).mean()
     assert retrieval >= (0.95 if model == "use-multilingual" else 0.3)  # MiniLM: English-only, for unit tests
+
+
+@pytest.mark.slow
+def test_active_learning_rounds_on_the_curated_run(run_dir):
+    from curation.active import current_round, round_dir, select_round, train_round
+
+    config = load_config(run_dir.parent / "config.yaml")
+    config = config.model_copy(update={"active_learning": config.active_learning.model_copy(update={
+        "selection": config.active_learning.selection.model_copy(update={"batch_size": 30})})})
+    assert current_round(config) == 0
+    metrics = train_round(config, 0)
+    assert metrics["labeled"] == 40 == sum(metrics["labels_per_language"].values())
+    student_file = round_dir(config, 0) / "student.pt"
+    trained_at = student_file.stat().st_mtime_ns
+    assert train_round(config, 0) == metrics and student_file.stat().st_mtime_ns == trained_at  # not retrained
+    batch = select_round(config, 0)
+    rows = pq.read_table(batch["path"]).to_pylist()
+    labeled = {r["id"] for r in _rows(run_dir, "semdedup") if r["label"] is not None}
+    assert len(rows) == 30 and not {r["id"] for r in rows} & labeled
+    assert [r["rank"] for r in rows] == list(range(30)) and all(r["suggestion"] for r in rows)
+    assert {r["strategy"] for r in rows} == {"hybrid"} and current_round(config) == 1

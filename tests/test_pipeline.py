@@ -135,17 +135,25 @@ def test_flow_publishes_artifacts(tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
+    from flows.al_round import al_round
     from flows.curate import curate
 
     _corpus(tmp_path, varieties=3, per_variety=20)
-    config = write_config(tmp_path, sources=_sources(tmp_path), embed={"enabled": True},
-                          coverage={"enabled": True}, semdedup={"enabled": True})
+    sources = _sources(tmp_path)
+    del sources[1]["label_column"]  # the tweets are the unlabeled pool
+    config = write_config(tmp_path, sources=sources, embed={"enabled": True}, coverage={"enabled": True},
+                          semdedup={"enabled": True}, active_learning={"selection": {"batch_size": 20}})
     with prefect_test_harness(server_startup_timeout=120):
         summary = curate(str(config))
+        first, second = al_round(str(config)), al_round(str(config))
         with get_client(sync_client=True) as client:
             keys = {a.key for a in client.read_artifacts() if a.key}
             kinds = {a.type for a in client.read_artifacts()}
     assert [s["stage"] for s in summary["stages"]] == [
         "ingest", "lid", "exact_dedup", "near_dedup", "embed", "coverage", "semdedup"]
-    assert {"run-stages", "run-report", "run-coverage"} <= keys
+    assert {"run-stages", "run-report", "run-coverage", "al-round-0", "al-round-1"} <= keys
+    assert (first["round"], second["round"]) == (0, 1) and first["batch"]["batch"] == 20
+    batches = [set(pq.read_table(r["batch"]["path"])["id"].to_pylist()) for r in (first, second)]
+    assert not batches[0] & batches[1]  # a pending batch is not selected again
+    assert set(first["batch"]["languages"]) <= {"spa_Latn", "arb_Arab", "und", "eng_Latn"}
     assert {"progress", "table", "markdown"} <= kinds  # a link artifact is stored as markdown

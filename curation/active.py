@@ -1,0 +1,156 @@
+"""One active-learning round over a curated run directory, resumable step by step.
+
+    <run_dir>/al/round-NNNN/student.pt     the student trained on every label so far
+    <run_dir>/al/round-NNNN/metrics.json   labels per language, validation metrics, per-language CV accuracy
+    <run_dir>/al/round-NNNN/batch.parquet  the records to label next, with why and the student's suggestion
+
+The pool is the shards of `active_learning.pool_stage` with their embeddings; records whose
+`label` is set are the labeled set. A step whose output exists is not redone, so a killed round
+reruns without re-training. The next round is the first without a batch.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from curation.config import CurateConfig
+from curation.embed import load_vectors
+from curation.evaluation import evaluate
+from curation.shards import atomic_write_json, write_parquet
+from curation.strategies import Pool, select
+from curation.student import HeadStudent, cv_accuracy_by_language, train_head
+
+AL_DIR = "al"
+BATCH_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("lang", pa.string()),
+                          ("strategy", pa.string()), ("score", pa.float32()), ("rank", pa.int32()),
+                          ("suggestion", pa.string()), ("suggestion_score", pa.float32())])
+
+
+@dataclass
+class LabeledPool:
+    ids: np.ndarray
+    texts: list[str]
+    langs: np.ndarray
+    labels: np.ndarray  # object array, None where unlabeled
+    vectors: np.ndarray
+
+    @property
+    def labeled(self) -> np.ndarray:
+        return np.array([label is not None for label in self.labels])
+
+
+def _counts(values: np.ndarray) -> dict[str, int]:
+    return {str(k): int(v) for k, v in zip(*np.unique(values, return_counts=True))} if len(values) else {}
+
+
+def round_dir(config: CurateConfig, number: int) -> Path:
+    return Path(config.run_dir) / AL_DIR / f"round-{number:04d}"
+
+
+def current_round(config: CurateConfig) -> int:
+    number = 0
+    while (round_dir(config, number) / "batch.parquet").exists():
+        number += 1
+    return number
+
+
+def load_pool(config: CurateConfig) -> LabeledPool:
+    run_dir = Path(config.run_dir)
+    stage_dir = run_dir / config.active_learning.pool_stage
+    tables, vectors = [], []
+    for path in sorted(stage_dir.glob("part-*.parquet")):
+        table = pq.read_table(path, columns=["id", "text", "lang", "label"])
+        tables.append(table)
+        vectors.append(load_vectors(run_dir, path.stem, table.column("id").to_pylist()))
+    table = pa.concat_tables(tables)
+    return LabeledPool(np.array(table.column("id").to_pylist(), dtype=object), table.column("text").to_pylist(),
+                       np.array(table.column("lang").to_pylist(), dtype=object),
+                       np.array(table.column("label").to_pylist(), dtype=object),
+                       np.concatenate([v for v in vectors if v.size]).astype(np.float32))
+
+
+def train_round(config: CurateConfig, number: int) -> dict:
+    """Train the student on every label so far (skipped when this round's student exists)."""
+    folder = round_dir(config, number)
+    if (folder / "metrics.json").exists():
+        return json.loads((folder / "metrics.json").read_text())
+    pool = load_pool(config)
+    rows = np.flatnonzero(pool.labeled)
+    metrics: dict = {"round": number, "labeled": len(rows),
+                     "labels_per_language": _counts(pool.langs[rows])}
+    if len(rows):
+        classes = sorted(set(pool.labels[rows]))
+        y = np.array([classes.index(label) for label in pool.labels[rows]])
+        x, langs = pool.vectors[rows], pool.langs[rows]
+        cfg = config.active_learning.student.model_copy(update={"seed": config.active_learning.student.seed + number})
+        held = np.random.default_rng(cfg.seed).random(len(rows)) < 0.2  # validation: early stop, calibration
+        held &= len(rows) >= 50
+        validation = (x[held], y[held], langs[held]) if held.any() else None
+        student = train_head(x[~held], y[~held], langs[~held], len(classes), cfg, validation)
+        folder.mkdir(parents=True, exist_ok=True)
+        torch.save({"state": student.model.state_dict(), "classes": classes, "dim": x.shape[1],
+                    "temperature": student.temperature, "config": cfg.model_dump()}, folder / "student.pt")
+        metrics["training"] = student.history
+        if validation is not None:
+            predicted = student.predict_proba(validation[0]).argmax(axis=1)
+            metrics["validation"] = evaluate(validation[1], predicted, validation[2], len(classes))
+        if len(rows) >= 30:
+            cv = cv_accuracy_by_language(x, y, langs, len(classes), cfg)
+            metrics["cv_accuracy"] = {lang: list(value) for lang, value in cv.items()}
+    atomic_write_json(folder / "metrics.json", metrics)
+    return metrics
+
+
+def _load_student(folder: Path) -> tuple[HeadStudent, list[str]]:
+    from curation.config import StudentConfig
+
+    saved = torch.load(folder / "student.pt", weights_only=False)
+    student = HeadStudent(saved["dim"], len(saved["classes"]), StudentConfig(**saved["config"]))
+    student.model.load_state_dict(saved["state"])
+    student.temperature = saved["temperature"]
+    return student, saved["classes"]
+
+
+def _history(config: CurateConfig, number: int) -> dict[str, list[tuple[int, float]]]:
+    history: dict[str, list[tuple[int, float]]] = {}
+    for previous in range(number + 1):
+        path = round_dir(config, previous) / "metrics.json"
+        cv = json.loads(path.read_text()).get("cv_accuracy", {}) if path.exists() else {}
+        for lang, (known, accuracy) in cv.items():
+            history.setdefault(lang, []).append((known, accuracy))
+    return history
+
+
+def select_round(config: CurateConfig, number: int) -> dict:
+    """Score the pool with this round's student and write the batch to label (skipped when written)."""
+    folder = round_dir(config, number)
+    batch_path = folder / "batch.parquet"
+    if batch_path.exists():
+        return {"round": number, "batch": pq.read_metadata(batch_path).num_rows, "path": str(batch_path)}
+    pool = load_pool(config)
+    selection = config.active_learning.selection
+    # records already sent in earlier batches count as taken (and as covered) until their labels return
+    pending = np.isin(pool.ids, [i for previous in range(number) for i in pq.read_table(
+        round_dir(config, previous) / "batch.parquet", columns=["id"]).column("id").to_pylist()])
+    state = Pool(pool.vectors, pool.langs, pool.labeled | pending, _history(config, number))
+    probs, mc, classes = None, None, []
+    if (folder / "student.pt").exists():
+        student, classes = _load_student(folder)
+        probs = student.predict_proba(pool.vectors)
+        if selection.strategy == "bald":
+            mc = student.mc_dropout_proba(pool.vectors, selection.mc_samples)
+    picks = select(state, selection, selection.batch_size, seed=number, probs=probs, mc_probs=mc)
+    rows = [{"id": pool.ids[p["index"]], "text": pool.texts[p["index"]], "lang": p["lang"], "strategy": p["strategy"],
+             "score": p["score"], "rank": p["rank"],
+             "suggestion": classes[int(probs[p["index"]].argmax())] if probs is not None else None,
+             "suggestion_score": float(probs[p["index"]].max()) if probs is not None else None} for p in picks]
+    write_parquet(batch_path, pa.Table.from_pylist(rows, BATCH_SCHEMA), max(len(rows), 1))
+    return {"round": number, "batch": len(rows), "path": str(batch_path),
+            "languages": _counts(np.array([r["lang"] for r in rows], dtype=object))}
