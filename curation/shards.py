@@ -112,7 +112,7 @@ def language_counts(table: pa.Table) -> dict[str, int]:
     return {c["values"]: c["counts"] for c in counts}
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -122,7 +122,7 @@ def _sha256(path: Path) -> str:
 
 def _file_entry(path: Path, root: Path) -> dict:
     return {"path": str(path.relative_to(root)), "rows": pq.ParquetFile(path).metadata.num_rows,
-            "bytes": path.stat().st_size, "sha256": _sha256(path)}
+            "bytes": path.stat().st_size, "sha256": sha256_file(path)}
 
 
 def finalize_stage(stage_dir: Path, stage: str, shards: list[str]) -> dict:
