@@ -32,15 +32,8 @@ from curation.stages import GlobalStage, Stage, run_shard
 
 def stage_names(config: CurateConfig) -> list[str]:
     """The enabled stages after ingest, in run order."""
-    names = ["lid"]
-    if config.exact_dedup.enabled:
-        names.append("exact_dedup")
-    if config.near_dedup.enabled:
-        names.append("near_dedup")
-    for name in ("embed", "coverage", "semdedup"):
-        if getattr(config, name).enabled:
-            names.append(name)
-    return names
+    optional = ("exact_dedup", "near_dedup", "embed", "coverage", "semdedup")
+    return ["lid", *(name for name in optional if getattr(config, name).enabled)]
 
 
 def build_stage(name: str, config: CurateConfig) -> Stage:
@@ -66,7 +59,8 @@ def previous_stage(config: CurateConfig, name: str) -> str:
 
 
 def config_fingerprint(config: CurateConfig) -> str:
-    return hashlib.sha256(config.model_dump_json().encode()).hexdigest()[:16]
+    """What the curated shards depend on (active-learning settings may change between rounds)."""
+    return hashlib.sha256(config.model_dump_json(exclude={"active_learning"}).encode()).hexdigest()[:16]
 
 
 def claim_run_dir(config: CurateConfig) -> None:
