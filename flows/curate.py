@@ -40,7 +40,7 @@ class PrefectExecutor:
 
     def __init__(self, config: CurateConfig):
         self.config = config
-        self.config_json = config.model_dump_json()
+        self.config_json = config.model_dump_json(exclude={"active_learning"})  # cache keys: curation only
         self.fingerprints = {f.index: f.fingerprint() for f in input_files(config)}
         self.task = run_step.with_options(result_storage=Path(config.run_dir) / RESULTS_DIR)
         units = 1 + sum(2 if isinstance(build_stage(s, config), GlobalStage) else 1 for s in stage_names(config))
@@ -67,7 +67,8 @@ class PrefectExecutor:
 
 @flow(name="curate", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2), log_prints=True)
 def curate(config_path: str) -> dict:
-    """Ingest → language ID → exact dedup → near dedup, shard by shard, resumable."""
+    """Ingest → language ID → exact dedup → near dedup [→ embed → coverage → semdedup], shard by shard,
+    resumable."""
     config = load_config(config_path)
     summary = run_pipeline(config, PrefectExecutor(config))
     key = Path(config.run_dir).name.lower().replace("_", "-")
