@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from curation.config import CurateConfig
+from curation.config import CurateConfig, StudentConfig
 from curation.embed import load_vectors
 from curation.evaluation import evaluate
 from curation.shards import atomic_write_json, write_parquet
 from curation.strategies import Pool, select
-from curation.student import HeadStudent, cv_accuracy_by_language, train_head
+from curation.student import EncoderStudent, HeadStudent, cv_accuracy_by_language
 
 AL_DIR = "al"
 BATCH_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("lang", pa.string()),
@@ -92,30 +92,48 @@ def train_round(config: CurateConfig, number: int) -> dict:
         cfg = config.active_learning.student.model_copy(update={"seed": config.active_learning.student.seed + number})
         held = np.random.default_rng(cfg.seed).random(len(rows)) < 0.2  # validation: early stop, calibration
         held &= len(rows) >= 50
-        validation = (x[held], y[held], langs[held]) if held.any() else None
-        student = train_head(x[~held], y[~held], langs[~held], len(classes), cfg, validation)
+        if cfg.mode == "finetune":  # the encoder itself learns: inputs are texts
+            x = np.array([pool.texts[i] for i in rows], dtype=object)
+            student = EncoderStudent(len(classes), cfg)
+        else:
+            student = HeadStudent(x.shape[1], len(classes), cfg)
+        validation = (_inputs(student, x[held]), y[held], langs[held]) if held.any() else None
+        student.fit(_inputs(student, x[~held]), y[~held], langs[~held], validation)
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"state": student.model.state_dict(), "classes": classes, "dim": x.shape[1],
-                    "temperature": student.temperature, "config": cfg.model_dump()}, folder / "student.pt")
+        torch.save({"classes": classes, "config": cfg.model_dump(), **_state(student)}, folder / "student.pt")
         metrics["training"] = student.history
         if validation is not None:
             predicted = student.predict_proba(validation[0]).argmax(axis=1)
             metrics["validation"] = evaluate(validation[1], predicted, validation[2], len(classes))
-        if len(rows) >= 30:
+        if len(rows) >= 30 and cfg.mode == "head":  # five extra fine-tunings a round would cost too much
             cv = cv_accuracy_by_language(x, y, langs, len(classes), cfg)
             metrics["cv_accuracy"] = {lang: list(value) for lang, value in cv.items()}
     atomic_write_json(folder / "metrics.json", metrics)
     return metrics
 
 
-def _load_student(folder: Path) -> tuple[HeadStudent, list[str]]:
-    from curation.config import StudentConfig
+def _inputs(student: HeadStudent | EncoderStudent, rows: np.ndarray) -> np.ndarray | list[str]:
+    return list(rows) if isinstance(student, EncoderStudent) else rows
 
+
+def _state(student: HeadStudent | EncoderStudent) -> dict:
+    if isinstance(student, EncoderStudent):
+        return {"encoder": student.encoder.state_dict(), "head": student.head.state_dict()}
+    return {"head": student.model.state_dict(), "dim": student.dim, "temperature": student.temperature}
+
+
+def _load_student(folder: Path) -> tuple[HeadStudent | EncoderStudent, list[str]]:
     saved = torch.load(folder / "student.pt", weights_only=False)
-    student = HeadStudent(saved["dim"], len(saved["classes"]), StudentConfig(**saved["config"]))
-    student.model.load_state_dict(saved["state"])
+    config, classes = StudentConfig(**saved["config"]), saved["classes"]
+    if config.mode == "finetune":
+        student = EncoderStudent(len(classes), config)
+        student.encoder.load_state_dict(saved["encoder"])
+        student.head.load_state_dict(saved["head"])
+        return student, classes
+    student = HeadStudent(saved["dim"], len(classes), config)
+    student.model.load_state_dict(saved["head"])
     student.temperature = saved["temperature"]
-    return student, saved["classes"]
+    return student, classes
 
 
 def _history(config: CurateConfig, number: int) -> dict[str, list[tuple[int, float]]]:
@@ -137,13 +155,14 @@ def select_round(config: CurateConfig, number: int) -> dict:
     pool = load_pool(config)
     selection = config.active_learning.selection
     # records already sent in earlier batches count as taken (and as covered) until their labels return
-    pending = np.isin(pool.ids, [i for previous in range(number) for i in pq.read_table(
-        round_dir(config, previous) / "batch.parquet", columns=["id"]).column("id").to_pylist()])
+    batches = [round_dir(config, previous) / "batch.parquet" for previous in range(number)]
+    pending = np.isin(pool.ids, [i for path in batches if path.exists()
+                                 for i in pq.read_table(path, columns=["id"]).column("id").to_pylist()])
     state = Pool(pool.vectors, pool.langs, pool.labeled | pending, _history(config, number))
     probs, mc, classes = None, None, []
     if (folder / "student.pt").exists():
         student, classes = _load_student(folder)
-        probs = student.predict_proba(pool.vectors)
+        probs = student.predict_proba(pool.texts if isinstance(student, EncoderStudent) else pool.vectors)
         if selection.strategy == "bald":
             mc = student.mc_dropout_proba(pool.vectors, selection.mc_samples)
     picks = select(state, selection, selection.batch_size, seed=number, probs=probs, mc_probs=mc)

@@ -146,9 +146,10 @@ class SemDedupConfig(_Strict):
 
 class StudentConfig(_Strict):
     """The multilingual student. Mode `head`: a classifier head on cached embeddings (what the
-    active-learning loop uses on CPU)."""
+    active-learning loop uses on CPU). Mode `finetune`: the encoder itself is trained, its lower
+    `freeze_layers` frozen, with layer-wise learning-rate decay (best on a GPU)."""
 
-    mode: Literal["head"] = "head"
+    mode: Literal["head", "finetune"] = "head"
     hidden: int = Field(256, ge=0, description="hidden units of the head (0: linear)")
     dropout: float = Field(0.2, ge=0, lt=1, description="also drives MC-dropout (BALD)")
     lr: float = Field(3e-3, gt=0)
@@ -159,6 +160,17 @@ class StudentConfig(_Strict):
                                      "more than this much macro-F1 (rollback for low-resource languages)")
     calibrate: bool = Field(True, description="temperature scaling on held-out labels")
     seed: int = 0
+    encoder: str = Field("e5-small", description="finetune: the encoder to train (as `embed.model`)")
+    freeze_layers: int = Field(8, ge=0, description="finetune: embeddings and this many lower layers frozen")
+    encoder_lr: float = Field(3e-5, gt=0, description="finetune: learning rate of the top encoder layer")
+    layer_lr_decay: float = Field(0.8, gt=0, le=1, description="finetune: lr of a layer = this × the one above")
+    batch_size: int = Field(16, ge=1, description="finetune: examples per forward pass")
+    grad_accumulation: int = Field(1, ge=1, description="finetune: forward passes per optimiser step")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="finetune: auto = bf16 on a GPU that has it, else fp16 with loss scaling; fp32 on CPU")
+    finetune_epochs: int = Field(3, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="finetune: compute cap in optimiser steps")
+    max_seconds: float | None = Field(None, gt=0, description="finetune: compute cap in wall-clock seconds")
 
 
 class SelectionConfig(_Strict):
@@ -179,6 +191,12 @@ class ActiveLearningConfig(_Strict):
     pool_stage: str = Field("semdedup", description="the stage whose shards are the pool (embed must have run)")
     student: StudentConfig = Field(default_factory=StudentConfig)
     selection: SelectionConfig = Field(default_factory=SelectionConfig)
+
+    @model_validator(mode="after")
+    def _bald_needs_dropout_head(self) -> ActiveLearningConfig:
+        if self.selection.strategy == "bald" and self.student.mode != "head":
+            raise ValueError("strategy 'bald' samples the head student's dropout: use student.mode 'head'")
+        return self
 
 
 class CurateConfig(_Strict):
