@@ -16,10 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from curation.config import EmbedConfig, SemDedupConfig
-from curation.embed import _embedder
+from curation.config import SemDedupConfig
 from curation.lid_eval import read_sib_split
 from curation.semdedup import translation_pairs
+from curation.simulate import embed_cached
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,8 +33,7 @@ def main() -> None:
     names = sorted(p.name for p in args.sib.iterdir() if p.is_dir())
     names = names[:: max(1, len(names) // args.varieties)][: args.varieties]
     rows = [(v, r["index_id"], r["text"]) for v in names for r in read_sib_split(args.sib / v, "dev")]
-    config = EmbedConfig(enabled=True, model=args.model, prompt_name="passage" if args.model == "e5-small" else None)
-    vectors = _embedder(config.model_dump_json()).encode([r[2] for r in rows])
+    vectors = embed_cached([r[2] for r in rows], args.model)
     defaults = SemDedupConfig()
     langs = np.array([r[0] for r in rows], dtype=object)
     pairs = translation_pairs(vectors, langs, defaults.translation_min_cosine, defaults.neighbours,

@@ -8,7 +8,6 @@ Learning curves record accuracy, macro-F1, worst-language accuracy and the gap p
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ from tqdm.auto import tqdm
 from curation.config import EmbedConfig, SelectionConfig, StudentConfig
 from curation.encoder import curation_home
 from curation.evaluation import evaluate
+from curation.lid_eval import read_sib_split
 from curation.strategies import Pool, StabilizingPredictions, select
 from curation.student import HeadStudent, cv_accuracy_by_language, train_head
 
@@ -53,14 +53,9 @@ def embed_cached(texts: list[str], model: str = "e5-small") -> np.ndarray:
     return vectors
 
 
-def _read_tsv(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f, delimiter="\t"))
-
-
 def load_sib(sib_dir: Path, varieties: list[str], model: str = "e5-small", per_variety: int | None = None) -> Task:
-    pool = [(v, r) for v in varieties for r in _read_tsv(sib_dir / v / "train.tsv")[:per_variety]]
-    held = [(v, r) for v in varieties for r in _read_tsv(sib_dir / v / "dev.tsv")]
+    pool = [(v, r) for v in varieties for r in read_sib_split(sib_dir / v, "train")[:per_variety]]
+    held = [(v, r) for v in varieties for r in read_sib_split(sib_dir / v, "dev")]
     shared = {r["index_id"] for _, r in pool} & {r["index_id"] for _, r in held}
     if shared:
         raise ValueError(f"pool and evaluation share {len(shared)} sentences")
