@@ -57,23 +57,17 @@ def neighbour_index(vectors: np.ndarray, flat_below: int) -> faiss.Index:
 class IndexedStage(GlobalStage):
     """A global stage over embeddings: indexes each shard's ids and columns, loads its vectors."""
 
-    index_columns: tuple[str, ...] = ("id",)
-
     def __init__(self, run_dir: Path):
         super().__init__(run_dir / self.name)
         self.run_dir = run_dir
 
-    def index_shard(self, shard_path: Path) -> None:
-        table = pq.read_table(shard_path, columns=list(self.index_columns))
-        write_parquet(self.work_dir / "index" / f"{shard_path.stem}.parquet", table, max(table.num_rows, 1))
-
     def load(self, shards: list[str]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         """Index rows of all shards, their shard numbers, and their vectors (float32)."""
-        tables = [pq.read_table(self.work_dir / "index" / f"{s}.parquet") for s in shards]
-        vectors = [load_vectors(self.run_dir, s, t.column("id").to_pylist()) for s, t in zip(shards, tables)]
-        shard_of = np.repeat(np.arange(len(shards)), [t.num_rows for t in tables])
+        meta, shard_of = self.load_index(shards)
+        ids = np.array(meta.column("id").to_pylist(), dtype=object)
+        vectors = [load_vectors(self.run_dir, s, ids[shard_of == n].tolist()) for n, s in enumerate(shards)]
         dim = max((v.shape[1] for v in vectors if v.ndim == 2 and v.size), default=0)
-        return pa.concat_tables(tables), shard_of, np.ascontiguousarray(
+        return meta, shard_of, np.ascontiguousarray(
             np.concatenate([v.reshape(-1, dim) for v in vectors]) if dim else np.empty((0, 0), np.float32))
 
 

@@ -6,24 +6,18 @@ with ``dup_of`` naming the kept id.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pyarrow.parquet as pq
 
 from curation.schema import Reason
-from curation.shards import atomic_write_json, write_parquet
+from curation.shards import atomic_write_json
 from curation.stages import DedupStage
 
 
 class ExactDedupStage(DedupStage):
     name = "exact_dedup"
     requires = ("id", "norm_hash")
+    index_columns = ("id", "norm_hash")
     reason = Reason.EXACT_DUPLICATE
-
-    def index_shard(self, shard_path: Path) -> None:
-        table = pq.read_table(shard_path, columns=["id", "norm_hash"])
-        write_parquet(self.work_dir / "index" / f"{shard_path.stem}.parquet", table, max(table.num_rows, 1))
 
     def plan(self, shards: list[str]) -> dict:
         index, shard_of = self.load_index(shards, ["id", "norm_hash"])

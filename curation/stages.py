@@ -45,12 +45,22 @@ class Stage(ABC):
 class GlobalStage(Stage):
     """A stage whose per-shard decisions depend on every shard (e.g. deduplication)."""
 
+    index_columns: ClassVar[tuple[str, ...]] = ("id",)
+
     def __init__(self, stage_dir: Path):
         self.work_dir = stage_dir / WORK_DIR
 
-    @abstractmethod
     def index_shard(self, shard_path: Path) -> None:
-        """Write what `plan` needs from one input shard into the work dir (idempotent)."""
+        """Write what `plan` needs from one input shard into the work dir (idempotent); by default
+        the shard's `index_columns`."""
+        table = pq.read_table(shard_path, columns=list(self.index_columns))
+        write_parquet(self.work_dir / "index" / f"{shard_path.stem}.parquet", table, max(table.num_rows, 1))
+
+    def load_index(self, shards: list[str], columns: list[str] | None = None) -> tuple[pa.Table, np.ndarray]:
+        """All shards' index tables concatenated in run order, with each row's shard number."""
+        tables = [pq.read_table(self.work_dir / "index" / f"{s}.parquet", columns=columns) for s in shards]
+        shard_of = np.repeat(np.arange(len(shards)), [t.num_rows for t in tables])
+        return pa.concat_tables(tables), shard_of
 
     @abstractmethod
     def plan(self, shards: list[str]) -> dict:
@@ -105,12 +115,6 @@ class DedupStage(GlobalStage):
         dup_of = pa.array([keeper.get(i) for i in table.column("id").to_pylist()], pa.string())
         drop = pc.is_valid(dup_of)
         return split_by_mask(table, drop, pa.array([self.reason] * table.num_rows, pa.string()), dup_of)
-
-    def load_index(self, shards: list[str], columns: list[str]) -> tuple[pa.Table, np.ndarray]:
-        """All shards' index tables concatenated in run order, with each row's shard number."""
-        tables = [pq.read_table(self.work_dir / "index" / f"{s}.parquet", columns=columns) for s in shards]
-        shard_of = np.repeat(np.arange(len(shards)), [t.num_rows for t in tables])
-        return pa.concat_tables(tables), shard_of
 
 
 def cluster_keepers(cluster: np.ndarray, preference: np.ndarray | None = None) -> np.ndarray:
