@@ -20,12 +20,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from curation.config import CurateConfig, StudentConfig
+from curation.config import CurateConfig
 from curation.embed import load_vectors
 from curation.evaluation import evaluate
 from curation.shards import atomic_write_json, write_parquet
 from curation.strategies import Pool, select
-from curation.student import EncoderStudent, HeadStudent, cv_accuracy_by_language
+from curation.student import EncoderStudent, HeadStudent, cv_accuracy_by_language, load_student
 
 AL_DIR = "al"
 BATCH_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("lang", pa.string()),
@@ -92,7 +92,7 @@ def train_round(config: CurateConfig, number: int) -> dict:
         cfg = config.active_learning.student.model_copy(update={"seed": config.active_learning.student.seed + number})
         held = np.random.default_rng(cfg.seed).random(len(rows)) < 0.2  # validation: early stop, calibration
         held &= len(rows) >= 50
-        if cfg.mode == "finetune":  # the encoder itself learns: inputs are texts
+        if cfg.mode != "head":  # the encoder itself learns: inputs are texts
             x = np.array([pool.texts[i] for i in rows], dtype=object)
             student = EncoderStudent(len(classes), cfg)
         else:
@@ -100,10 +100,10 @@ def train_round(config: CurateConfig, number: int) -> dict:
         validation = (_inputs(student, x[held]), y[held], langs[held]) if held.any() else None
         student.fit(_inputs(student, x[~held]), y[~held], langs[~held], validation)
         folder.mkdir(parents=True, exist_ok=True)
-        torch.save({"classes": classes, "config": cfg.model_dump(), **_state(student)}, folder / "student.pt")
+        torch.save({"classes": classes, "config": cfg.model_dump(), **student.state()}, folder / "student.pt")
         metrics["training"] = student.history
         if validation is not None:
-            predicted = student.predict_proba(validation[0]).argmax(axis=1)
+            predicted = student.predict_proba(validation[0], validation[2]).argmax(axis=1)
             metrics["validation"] = evaluate(validation[1], predicted, validation[2], len(classes))
         if len(rows) >= 30 and cfg.mode == "head":  # five extra fine-tunings a round would cost too much
             cv = cv_accuracy_by_language(x, y, langs, len(classes), cfg)
@@ -116,24 +116,9 @@ def _inputs(student: HeadStudent | EncoderStudent, rows: np.ndarray) -> np.ndarr
     return list(rows) if isinstance(student, EncoderStudent) else rows
 
 
-def _state(student: HeadStudent | EncoderStudent) -> dict:
-    if isinstance(student, EncoderStudent):
-        return {"encoder": student.encoder.state_dict(), "head": student.head.state_dict()}
-    return {"head": student.model.state_dict(), "dim": student.dim, "temperature": student.temperature}
-
-
 def _load_student(folder: Path) -> tuple[HeadStudent | EncoderStudent, list[str]]:
     saved = torch.load(folder / "student.pt", weights_only=False)
-    config, classes = StudentConfig(**saved["config"]), saved["classes"]
-    if config.mode == "finetune":
-        student = EncoderStudent(len(classes), config)
-        student.encoder.load_state_dict(saved["encoder"])
-        student.head.load_state_dict(saved["head"])
-        return student, classes
-    student = HeadStudent(saved["dim"], len(classes), config)
-    student.model.load_state_dict(saved["head"])
-    student.temperature = saved["temperature"]
-    return student, classes
+    return load_student(saved, len(saved["classes"])), saved["classes"]
 
 
 def _history(config: CurateConfig, number: int) -> dict[str, list[tuple[int, float]]]:
@@ -162,9 +147,10 @@ def select_round(config: CurateConfig, number: int) -> dict:
     probs, mc, classes = None, None, []
     if (folder / "student.pt").exists():
         student, classes = _load_student(folder)
-        probs = student.predict_proba(pool.texts if isinstance(student, EncoderStudent) else pool.vectors)
+        inputs = pool.texts if isinstance(student, EncoderStudent) else pool.vectors
+        probs = student.predict_proba(inputs, pool.langs)
         if selection.strategy == "bald":
-            mc = student.mc_dropout_proba(pool.vectors, selection.mc_samples)
+            mc = student.mc_dropout_proba(inputs, selection.mc_samples, pool.langs)
     picks = select(state, selection, selection.batch_size, seed=number, probs=probs, mc_probs=mc)
     rows = [{"id": pool.ids[p["index"]], "text": pool.texts[p["index"]], "lang": p["lang"], "strategy": p["strategy"],
              "score": p["score"], "rank": p["rank"],

@@ -147,9 +147,10 @@ class SemDedupConfig(_Strict):
 class StudentConfig(_Strict):
     """The multilingual student. Mode `head`: a classifier head on cached embeddings (what the
     active-learning loop uses on CPU). Mode `finetune`: the encoder itself is trained, its lower
-    `freeze_layers` frozen, with layer-wise learning-rate decay (best on a GPU)."""
+    `freeze_layers` frozen, with layer-wise learning-rate decay. Mode `lora`: LoRA adapters on a frozen
+    encoder, one shared adapter and optionally one more per language (best on a GPU)."""
 
-    mode: Literal["head", "finetune"] = "head"
+    mode: Literal["head", "finetune", "lora"] = "head"
     hidden: int = Field(256, ge=0, description="hidden units of the head (0: linear)")
     dropout: float = Field(0.2, ge=0, lt=1, description="also drives MC-dropout (BALD)")
     lr: float = Field(3e-3, gt=0)
@@ -160,17 +161,24 @@ class StudentConfig(_Strict):
                                      "more than this much macro-F1 (rollback for low-resource languages)")
     calibrate: bool = Field(True, description="temperature scaling on held-out labels")
     seed: int = 0
-    encoder: str = Field("e5-small", description="finetune: the encoder to train (as `embed.model`)")
+    encoder: str = Field("e5-small", description="finetune, lora: the encoder to train (as `embed.model`)")
     freeze_layers: int = Field(8, ge=0, description="finetune: embeddings and this many lower layers frozen")
     encoder_lr: float = Field(3e-5, gt=0, description="finetune: learning rate of the top encoder layer")
     layer_lr_decay: float = Field(0.8, gt=0, le=1, description="finetune: lr of a layer = this × the one above")
-    batch_size: int = Field(16, ge=1, description="finetune: examples per forward pass")
-    grad_accumulation: int = Field(1, ge=1, description="finetune: forward passes per optimiser step")
+    batch_size: int = Field(16, ge=1, description="finetune, lora: examples per forward pass")
+    grad_accumulation: int = Field(1, ge=1, description="finetune, lora: forward passes per optimiser step")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="finetune: auto = bf16 on a GPU that has it, else fp16 with loss scaling; fp32 on CPU")
-    finetune_epochs: int = Field(3, ge=1)
-    max_steps: int | None = Field(None, ge=1, description="finetune: compute cap in optimiser steps")
-    max_seconds: float | None = Field(None, gt=0, description="finetune: compute cap in wall-clock seconds")
+        "auto", description="finetune, lora: auto = bf16 on a GPU with it, else fp16 with loss scaling; fp32 on CPU")
+    lora_rank: int = Field(8, ge=1, description="lora: rank of each adapter")
+    lora_alpha: int = Field(16, ge=1, description="lora: scaling numerator (update × alpha / rank)")
+    lora_targets: list[str] = Field(["query", "value"], min_length=1, description="lora: modules adapted")
+    adapter_lr: float = Field(5e-4, gt=0, description="lora: learning rate of the adapters")
+    adapter_per: Literal["shared", "language"] = Field(
+        "shared", description="lora: one adapter for all, or the shared one plus one per language stacked on it")
+    adapter_min_rows: int = Field(32, ge=1, description="lora: labels a language needs for its own adapter")
+    finetune_epochs: int = Field(3, ge=1, description="finetune, lora: passes over the labels")
+    max_steps: int | None = Field(None, ge=1, description="finetune, lora: compute cap in optimiser steps")
+    max_seconds: float | None = Field(None, gt=0, description="finetune, lora: compute cap in wall-clock seconds")
 
 
 class SelectionConfig(_Strict):

@@ -130,17 +130,20 @@ def test_active_learning_rounds_on_the_curated_run(run_dir):
 
 
 @pytest.mark.slow
-def test_active_learning_round_with_a_finetuned_encoder(run_dir, tmp_path):
+@pytest.mark.parametrize("mode", ["finetune", "lora"])
+def test_active_learning_round_with_a_trained_encoder(run_dir, mode):
     from curation.active import round_dir, select_round, train_round
 
     config = load_config(run_dir.parent / "config.yaml")
     config = config.model_copy(update={"run_dir": str(run_dir), "active_learning": config.active_learning.model_copy(
         update={"student": config.active_learning.student.model_copy(update={
-            "mode": "finetune", "freeze_layers": 11, "max_steps": 3, "batch_size": 8}),
+            "mode": mode, "freeze_layers": 11, "max_steps": 3, "batch_size": 8, "adapter_per": "language",
+            "adapter_min_rows": 5}),
             "selection": config.active_learning.selection.model_copy(update={"batch_size": 10})})})
-    number = 5  # a round of its own, beside the head-student rounds of the other test
+    number = {"finetune": 5, "lora": 6}[mode]  # rounds of their own, beside the head-student rounds
     metrics = train_round(config, number)
     assert metrics["training"]["steps"] == 3 and "cv_accuracy" not in metrics
+    assert bool(metrics["training"]["language_adapters"]) == (mode == "lora")
     batch = pq.read_table(select_round(config, number)["path"]).to_pylist()
     assert len(batch) == 10 and all(r["suggestion"] and 0 < r["suggestion_score"] <= 1 for r in batch)
     assert (round_dir(config, number) / "student.pt").exists()
