@@ -1,7 +1,8 @@
 """Active-learning simulation summary: every strategy vs random and small-text, on SIB-200 and XLM-T.
 
 Same pool, evaluation split, seeds, budgets and student for all; 8% of each pool labeled by the
-last round. Writes bench/results/al_<task>/simulation.{json,md} and learning_curves.png.
+last round. `hybrid` splits each batch by coverage alone (the default), `hybrid_gain` by each
+language's measured gain from labels. Writes bench/results/al_<task>/simulation.{json,md} and learning_curves.png.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from curation.simulate import load_sib, load_xlmt, simulate, write_report
+from curation.config import SelectionConfig
+from curation.simulate import load_sib, load_xlmt, simulate, summarise, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -30,6 +32,11 @@ def main() -> None:
         task = load_sib(DATA / "sib200", SIB) if name == "sib200" else load_xlmt(DATA / "xlmt", XLMT)
         batch = round(0.08 * len(task.pool_x) / 8)
         result = simulate(task, STRATEGIES, seeds, rounds=8, batch=batch)
+        # the hybrid again, its batch split over languages by their measured gain from labels
+        gain = simulate(task, ["hybrid"], seeds, rounds=8, batch=batch,
+                        selection=SelectionConfig(language_budget="gain"))
+        result["runs"] += [{**run, "strategy": "hybrid_gain"} for run in gain["runs"]]
+        result["summary"] = summarise(result["runs"])
         print(write_report(result, ROOT / "bench" / "results" / f"al_{name}").read_text())
 
 

@@ -184,10 +184,12 @@ class StudentConfig(_Strict):
 class SelectionConfig(_Strict):
     strategy: Literal["random", "least_confidence", "margin", "entropy", "bald", "kcenter", "hybrid"] = "hybrid"
     batch_size: int = Field(100, ge=1)
-    language_budget: Literal["proportional", "equal", "weighted", "gain"] = Field(
-        "gain", description="how a batch is split over languages; 'gain' follows each language's measured "
+    language_budget: Literal["global", "proportional", "equal", "weighted", "gain"] = Field(
+        "global", description="how a batch is split over languages: 'global' lets coverage decide (labels "
+        "transfer across languages in a multilingual encoder); 'gain' follows each language's measured "
         "marginal gain from labels")
-    coverage_weight: float = Field(0.6, ge=0, le=1, description="hybrid: weight of distance to labeled/selected")
+    uncertainty_weight: float = Field(0.5, ge=0, le=1, description="hybrid: k-center distance × (1-w + w·uncertainty "
+                                      "rank); 0 is pure k-center")
     duplicate_cosine: float = Field(0.95, gt=0, le=1, description="never two same-language records this similar")
     translation_cosine: float = Field(0.85, gt=0, le=1, description="never a record and its translation")
     mc_samples: int = Field(10, ge=2, description="BALD: MC-dropout passes")
@@ -207,6 +209,44 @@ class ActiveLearningConfig(_Strict):
         return self
 
 
+SECRET_PREFIXES = (ENV_PREFIX, "prefect-secret:")
+
+
+class AnnotationConfig(_Strict):
+    """Human verification in Argilla: where batches go and how answers become labels."""
+
+    api_url: str = Field("env:ARGILLA_API_URL", description="the Argilla server, or 'env:VAR' naming it")
+    api_key: str = Field("env:ARGILLA_API_KEY", description="'env:VAR' or 'prefect-secret:BLOCK': the key itself "
+                         "is never written in a config")
+    workspace: str = "curation"
+    dataset: str = Field("curation", description="the dataset batches go to; disputed records go to <dataset>-review")
+    labels: list[str] = Field(default_factory=list, description="the label set (default: the labels in the pool)")
+    guidelines: str = Field("Read the text and choose the label that fits it best. The suggestion comes from "
+                            "the model: check it, do not trust it. Discard texts that cannot be labeled.")
+    min_submitted: int = Field(1, ge=1, description="answers a record needs before it counts as done")
+    review_min_submitted: int = Field(3, ge=2, description="answers a disputed record needs in the review dataset")
+    min_agreement: float = Field(0.6, gt=0.5, le=1, description="majority share below which answers conflict")
+    push_chunk: int = Field(200, ge=1, le=500, description="records per request when pushing")
+    poll_seconds: float = Field(30, gt=0, description="al-round wait: how often to harvest")
+    wait_fraction: float = Field(1.0, gt=0, le=1, description="al-round wait: share of the batch that must be done")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_is_a_reference(cls, key: str) -> str:
+        if not key.startswith(SECRET_PREFIXES):
+            raise ValueError("api_key must be 'env:VAR' or 'prefect-secret:BLOCK', never the key itself")
+        return key
+
+    def url(self) -> str:
+        """`api_url`, read from the environment when it is 'env:VAR'."""
+        if not self.api_url.startswith(ENV_PREFIX):
+            return self.api_url
+        name = self.api_url.removeprefix(ENV_PREFIX)
+        if name not in os.environ:
+            raise ConfigError(f"annotation.api_url needs ${name}, which is unset")
+        return os.environ[name]
+
+
 class CurateConfig(_Strict):
     run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
     sources: list[SourceConfig] = Field(min_length=1)
@@ -220,6 +260,7 @@ class CurateConfig(_Strict):
     coverage: CoverageConfig = Field(default_factory=CoverageConfig)
     semdedup: SemDedupConfig = Field(default_factory=SemDedupConfig)
     active_learning: ActiveLearningConfig = Field(default_factory=ActiveLearningConfig)
+    annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
 
     @model_validator(mode="after")
     def _embeddings_for_embedding_stages(self) -> CurateConfig:

@@ -2,10 +2,10 @@
 
 * `uncertainty`: least confidence, margin (breaking ties), entropy, BALD (MC dropout).
 * `select`: random, the uncertainty strategies, k-center greedy (core-set), and `hybrid`:
-  uncertainty combined with distance to the labeled and already-selected records, under
-  per-language quotas, never taking two same-language near-duplicates or a record and its
+  k-center distance to the labeled and already-selected records scaled by uncertainty, under
+  per-language quotas (or one global budget), never taking two same-language near-duplicates or a record and its
   translation in one batch, with a cold start of diverse cluster representatives (no labels yet).
-* `language_quotas`: proportional, equal, weighted (low-resource, uncertain), or gain (follows the
+* `language_quotas`: global (no quotas), proportional, equal, weighted (low-resource, uncertain), or gain (follows the
   measured marginal gain of labels per language, so a language that stopped improving stops
   absorbing budget).
 * `StabilizingPredictions`: stop when consecutive students agree (Cohen's kappa) on a stop set.
@@ -64,6 +64,8 @@ def language_gain(history: list[tuple[int, float]]) -> float | None:
 def language_quotas(pool: Pool, budget: int, policy: str, scores: np.ndarray | None = None) -> dict[str, int]:
     """Split `budget` over languages (largest remainder), never beyond a language's unlabeled rows."""
     free = ~pool.labeled
+    if policy == "global":
+        return {"*": min(budget, int(free.sum()))}
     langs, available = np.unique(pool.langs[free], return_counts=True)
     if policy == "equal":
         weights = np.ones(len(langs))
@@ -139,21 +141,25 @@ def select(pool: Pool, config: SelectionConfig, budget: int, seed: int, probs: n
         picks = [{"index": int(i), "strategy": strategy, "score": float(scores[i]), "lang": pool.langs[i]}
                  for i in chosen]
     elif strategy == "kcenter":
-        picks = _greedy(pool, free, np.zeros(len(pool.vectors)), 1.0, {"*": budget}, config, "kcenter")
+        picks = _greedy(pool, free, np.zeros(len(pool.vectors)), 0.0, {"*": budget}, config, "kcenter")
     elif not pool.labeled.any() or probs is None:  # cold start: diverse cluster representatives
-        quotas = language_quotas(pool, budget, "proportional" if config.language_budget == "proportional" else "equal")
+        policy = config.language_budget if config.language_budget in ("global", "proportional") else "equal"
+        quotas = language_quotas(pool, budget, policy)
         picks = _greedy(pool, free, _rank01(typicality(pool, budget, seed)), 0.5, quotas, config, "cold_start")
     else:
         scores = uncertainty("margin", probs)
         quotas = language_quotas(pool, budget, config.language_budget, scores)
-        picks = _greedy(pool, free, _rank01(scores), config.coverage_weight, quotas, config, "hybrid")
+        picks = _greedy(pool, free, _rank01(scores), config.uncertainty_weight, quotas, config, "hybrid")
     return [{**p, "rank": rank} for rank, p in enumerate(picks)]
 
 
-def _greedy(pool: Pool, free: np.ndarray, uncertainty_rank: np.ndarray, coverage_weight: float,
+def _greedy(pool: Pool, free: np.ndarray, uncertainty_rank: np.ndarray, uncertainty_weight: float,
             quotas: dict[str, int], config: SelectionConfig, name: str) -> list[dict]:
-    """Greedy picks maximising (1-w)·uncertainty rank + w·distance to labeled-or-picked, under quotas,
-    skipping same-language near-duplicates and cross-language translations of what is picked."""
+    """Greedy k-center picks: distance to the labeled-or-picked records, scaled by (1-w) + w·uncertainty
+    rank, under quotas, skipping same-language near-duplicates and translations of what is picked.
+
+    The product (not a sum) keeps coverage in charge: an uncertain record next to a labeled one scores
+    low, and among records equally far from the labels the uncertain ones win."""
     distance = kcenter_distance(pool)
     allowed = np.zeros(len(pool.vectors), dtype=bool)
     allowed[free] = True
@@ -168,7 +174,7 @@ def _greedy(pool: Pool, free: np.ndarray, uncertainty_rank: np.ndarray, coverage
                 break
             left = {"*": leftover}  # a language ran out of allowed records: others take its share
             continue
-        score = (1 - coverage_weight) * uncertainty_rank + coverage_weight * distance / max(distance.max(), 1e-9)
+        score = distance / max(distance.max(), 1e-9) * (1 - uncertainty_weight + uncertainty_weight * uncertainty_rank)
         best = int(np.flatnonzero(candidates)[np.argmax(score[candidates])])
         lang = pool.langs[best]
         picks.append({"index": best, "strategy": name, "score": float(score[best]), "lang": lang})
