@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench clean argilla-venv argilla-up argilla-down
 
 # torch first and pinned: pip takes the local CPU wheel; a bare requirement pulls a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -17,10 +17,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+# The local Argilla server's own venv ($CURATION_HOME/argilla-server-venv; argilla-server's pins clash
+# with prefect's): made once, redone when annotators/server-requirements.txt changes.
+argilla-venv: install
+	$(BIN)/python -c "from annotators.local_server import LocalArgilla; LocalArgilla().ensure_venv()"
+
+argilla-up: argilla-venv
+	$(BIN)/curate argilla up
+
+argilla-down: install
+	$(BIN)/curate argilla down
+
 demo: install
 	$(BIN)/curate run configs/demo.yaml
 
-test: install
+test: install argilla-venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 

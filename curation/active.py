@@ -23,14 +23,18 @@ import torch
 from curation.config import CurateConfig
 from curation.embed import load_vectors
 from curation.evaluation import evaluate
+from curation.labels import verified_labels
 from curation.shards import atomic_write_json, write_parquet
 from curation.strategies import Pool, select
 from curation.student import EncoderStudent, HeadStudent, cv_accuracy_by_language, load_student
 
 AL_DIR = "al"
 BATCH_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("lang", pa.string()),
+                          ("source", pa.string()), ("cluster", pa.int32()), ("round", pa.int32()),
                           ("strategy", pa.string()), ("score", pa.float32()), ("rank", pa.int32()),
-                          ("suggestion", pa.string()), ("suggestion_score", pa.float32())])
+                          ("suggestion", pa.string()), ("suggestion_score", pa.float32()),
+                          ("probabilities", pa.map_(pa.string(), pa.float32())),
+                          ("vector", pa.list_(pa.float32()))])
 
 
 @dataclass
@@ -38,6 +42,8 @@ class LabeledPool:
     ids: np.ndarray
     texts: list[str]
     langs: np.ndarray
+    sources: np.ndarray
+    clusters: np.ndarray  # k-means cluster from the coverage stage, -1 without it
     labels: np.ndarray  # object array, None where unlabeled
     vectors: np.ndarray
 
@@ -61,18 +67,34 @@ def current_round(config: CurateConfig) -> int:
     return number
 
 
+def read_batches(config: CurateConfig) -> pa.Table:
+    """Every batch written so far, round after round."""
+    paths = sorted((Path(config.run_dir) / AL_DIR).glob("round-*/batch.parquet"))
+    return pa.concat_tables([pq.read_table(p, schema=BATCH_SCHEMA) for p in paths]) if paths \
+        else BATCH_SCHEMA.empty_table()
+
+
 def load_pool(config: CurateConfig) -> LabeledPool:
+    """The pool stage's records with their embeddings; a record's label is its source label or, failing
+    that, the verified label harvested from annotation."""
     run_dir = Path(config.run_dir)
     stage_dir = run_dir / config.active_learning.pool_stage
     tables, vectors = [], []
     for path in sorted(stage_dir.glob("part-*.parquet")):
-        table = pq.read_table(path, columns=["id", "text", "lang", "label"])
-        tables.append(table)
+        table = pq.read_table(path)
+        tables.append(table.select(["id", "text", "lang", "source", "label"]).append_column(
+            "cluster", table.column("cluster") if "cluster" in table.column_names
+            else pa.array([-1] * len(table), pa.int32())))
         vectors.append(load_vectors(run_dir, path.stem, table.column("id").to_pylist()))
     table = pa.concat_tables(tables)
-    return LabeledPool(np.array(table.column("id").to_pylist(), dtype=object), table.column("text").to_pylist(),
+    ids = table.column("id").to_pylist()
+    verified = verified_labels(run_dir)
+    labels = [gold if gold is not None else verified.get(i) for i, gold in zip(ids, table.column("label").to_pylist())]
+    return LabeledPool(np.array(ids, dtype=object), table.column("text").to_pylist(),
                        np.array(table.column("lang").to_pylist(), dtype=object),
-                       np.array(table.column("label").to_pylist(), dtype=object),
+                       np.array(table.column("source").to_pylist(), dtype=object),
+                       np.array(table.column("cluster").fill_null(-1).to_pylist()),
+                       np.array(labels, dtype=object),
                        np.concatenate([v for v in vectors if v.size]).astype(np.float32))
 
 
@@ -152,10 +174,12 @@ def select_round(config: CurateConfig, number: int) -> dict:
         if selection.strategy == "bald":
             mc = student.mc_dropout_proba(inputs, selection.mc_samples, pool.langs)
     picks = select(state, selection, selection.batch_size, seed=number, probs=probs, mc_probs=mc)
-    rows = [{"id": pool.ids[p["index"]], "text": pool.texts[p["index"]], "lang": p["lang"], "strategy": p["strategy"],
-             "score": p["score"], "rank": p["rank"],
-             "suggestion": classes[int(probs[p["index"]].argmax())] if probs is not None else None,
-             "suggestion_score": float(probs[p["index"]].max()) if probs is not None else None} for p in picks]
+    rows = [{"id": pool.ids[i], "text": pool.texts[i], "lang": p["lang"], "source": pool.sources[i],
+             "cluster": int(pool.clusters[i]), "round": number, "strategy": p["strategy"], "score": p["score"],
+             "rank": p["rank"], "suggestion": classes[int(probs[i].argmax())] if probs is not None else None,
+             "suggestion_score": float(probs[i].max()) if probs is not None else None,
+             "probabilities": list(zip(classes, probs[i].tolist())) if probs is not None else None,
+             "vector": pool.vectors[i].tolist()} for p in picks for i in [p["index"]]]
     write_parquet(batch_path, pa.Table.from_pylist(rows, BATCH_SCHEMA), max(len(rows), 1))
     return {"round": number, "batch": len(rows), "path": str(batch_path),
             "languages": _counts(np.array([r["lang"] for r in rows], dtype=object))}

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from annotators.cli import argilla_app
 from curation.config import ConfigError, CurateConfig, LidConfig, load_config
 
 app = typer.Typer(help="Multilingual data curation: ingest, language ID, exact, near- and semantic-duplicate "
@@ -136,7 +137,8 @@ def lid_eval(sib_dir: Annotated[Path, typer.Argument(help="SIB-200 folder with o
     typer.echo(json.dumps(result["summary"], indent=2) if out else markdown)
 
 
-al_app = typer.Typer(help="Active learning: simulate strategies offline with an oracle.", no_args_is_help=True)
+al_app = typer.Typer(help="Active learning: a round on a curated run, or strategies simulated offline with an oracle.",
+                     no_args_is_help=True)
 app.add_typer(al_app, name="al")
 
 
@@ -171,12 +173,19 @@ def simulate(
 
 @al_app.command(name="round")
 def al_round(config: ConfigArg,
-             local: Annotated[bool, typer.Option(help="run in this process without Prefect")] = False) -> None:
+             local: Annotated[bool, typer.Option(help="run in this process without Prefect")] = False,
+             push: Annotated[bool, typer.Option(help="push the batch to Argilla (see `annotation` in the config)")]
+             = False,
+             wait: Annotated[float, typer.Option(help="then wait up to this many seconds for annotators to "
+                                                      "answer it, harvesting every annotation.poll_seconds")] = 0,
+             ) -> None:
     """One active-learning round on the curated run of CONFIG: train the student on every label so far,
-    score the pool, write the next batch to `<run_dir>/al/round-NNNN/batch.parquet`. Rerun after a
-    crash: a finished step is not redone."""
+    score the pool, write the next batch to `<run_dir>/al/round-NNNN/batch.parquet` (and push it to
+    Argilla with --push). Rerun after a crash: a finished step is not redone."""
     cfg = _config(config)
     if local:
+        if push or wait:
+            raise _fail(ConfigError("--push and --wait run through Prefect: drop --local"))
         from curation.active import current_round, select_round, train_round
 
         number = current_round(cfg)
@@ -184,5 +193,43 @@ def al_round(config: ConfigArg,
     else:
         from flows.al_round import al_round as flow
 
-        result = flow(str(config))
-    typer.echo(json.dumps(result["batch"], indent=2))
+        result = flow(str(config), push=push, wait_s=wait)
+    typer.echo(json.dumps({k: v for k, v in result.items() if k != "metrics"}, indent=2))
+
+
+@app.command()
+def annotate(config: ConfigArg,
+             round_number: Annotated[int | None, typer.Option("--round", help="the round whose batch to push "
+                                                              "(default: the latest written)")] = None) -> None:
+    """Push a round's batch to Argilla with the student's suggestions (the `annotate` flow).
+
+    Records keep the pipeline's ids, so pushing again creates no duplicates. The server and key come
+    from `annotation.api_url` / `annotation.api_key` (by default $ARGILLA_API_URL / $ARGILLA_API_KEY;
+    a Prefect Secret block with `prefect-secret:NAME`). For a local server: `curate argilla up`."""
+    cfg = _config(config)
+    from curation.active import current_round
+    from flows.annotation import annotate as flow
+
+    number = current_round(cfg) - 1 if round_number is None else round_number
+    if number < 0:
+        raise _fail(ConfigError("no batch written yet: run `curate al round` first"))
+    typer.echo(json.dumps(flow(str(config), number), indent=2))
+
+
+@app.command()
+def harvest(config: ConfigArg) -> None:
+    """Pull every answer from Argilla into the run (the `harvest` flow): the append-only answer log,
+    verified labels (majority, agreement), conflicts and likely label errors sent to `<dataset>-review`
+    for more answers. The next `curate al round` trains on the verified labels."""
+    cfg = _config(config)
+    from flows.annotation import harvest as flow
+
+    try:
+        stats = flow(str(config))
+    except ConfigError as err:
+        raise _fail(err) from err
+    typer.echo(json.dumps(stats, indent=2))
+    typer.echo(f"verified labels: {Path(cfg.run_dir) / 'annotations' / 'verified.parquet'}")
+
+
+app.add_typer(argilla_app, name="argilla")

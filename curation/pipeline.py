@@ -59,8 +59,8 @@ def previous_stage(config: CurateConfig, name: str) -> str:
 
 
 def config_fingerprint(config: CurateConfig) -> str:
-    """What the curated shards depend on (active-learning settings may change between rounds)."""
-    return hashlib.sha256(config.model_dump_json(exclude={"active_learning"}).encode()).hexdigest()[:16]
+    """What the curated shards depend on (active-learning and annotation settings may change between rounds)."""
+    return hashlib.sha256(config.model_dump_json(exclude={"active_learning", "annotation"}).encode()).hexdigest()[:16]
 
 
 def claim_run_dir(config: CurateConfig) -> None:

@@ -60,3 +60,25 @@ def write_config(folder: Path, **overrides) -> Path:
     path = folder / "config.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+@pytest.fixture(scope="session")
+def local_argilla(tmp_path_factory: pytest.TempPathFactory):
+    """A real local Argilla (own venv, SQLite, Redis) in a temporary home on free ports, with an owner
+    and two annotators; stopped at the end of the session."""
+    import subprocess
+
+    from annotators.local_server import LocalArgilla, free_ports
+
+    port, redis_port = free_ports(2)
+    server = LocalArgilla(tmp_path_factory.mktemp("argilla-home"), port=port, redis_port=redis_port,
+                          annotators=("annotator", "annotator2"))
+    try:
+        server.ensure_venv()
+        server.redis_binary()
+    except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
+        pytest.skip(f"cannot set up the Argilla server venv or Redis here: {error}")
+    try:
+        yield server.up()
+    finally:
+        server.down()
