@@ -7,6 +7,7 @@ dataset, which asks for more answers; their answers there join the same record's
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 
 import argilla as rg
@@ -76,19 +77,13 @@ def harvest(client: rg.Argilla, config: CurateConfig, batches: pa.Table) -> dict
 def summarise(responses: pa.Table, quarantined: list[dict], verified: pa.Table, batch_rows: dict, new: int) -> dict:
     """Answers in = counted + quarantined (by reason); records by outcome, per language; agreement."""
     records = verified.to_pylist()
-    by_status: dict[str, int] = {}
+    per_language: dict[str, Counter] = {}
     for r in records:
-        by_status[r["status"]] = by_status.get(r["status"], 0) + 1
-    reasons: dict[str, int] = {}
-    for q in quarantined:
-        reasons[q["reason"]] = reasons.get(q["reason"], 0) + 1
-    per_language: dict[str, dict[str, int]] = {}
-    for r in records:
-        lang = batch_rows.get(r["id"], {}).get("lang", "und")
-        per_language.setdefault(lang, {}).setdefault(r["status"], 0)
-        per_language[lang][r["status"]] += 1
+        per_language.setdefault(batch_rows.get(r["id"], {}).get("lang", "und"), Counter())[r["status"]] += 1
     agreements = [r["agreement"] for r in records if r["answers"] > 1 and r["agreement"] is not None]
     return {"answers": len(responses), "new_answers": new, "counted": len(responses) - len(quarantined),
-            "quarantined": reasons, "records": by_status, "pushed": len(batch_rows),
-            "awaiting": len(batch_rows) - len(records), "per_language": per_language,
+            "quarantined": dict(Counter(q["reason"] for q in quarantined)),
+            "records": dict(Counter(r["status"] for r in records)), "pushed": len(batch_rows),
+            "awaiting": len(batch_rows) - len(records),
+            "per_language": {lang: dict(counts) for lang, counts in per_language.items()},
             "mean_agreement": sum(agreements) / len(agreements) if agreements else None}

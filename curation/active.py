@@ -81,10 +81,11 @@ def load_pool(config: CurateConfig) -> LabeledPool:
     stage_dir = run_dir / config.active_learning.pool_stage
     tables, vectors = [], []
     for path in sorted(stage_dir.glob("part-*.parquet")):
-        table = pq.read_table(path)
-        tables.append(table.select(["id", "text", "lang", "source", "label"]).append_column(
-            "cluster", table.column("cluster") if "cluster" in table.column_names
-            else pa.array([-1] * len(table), pa.int32())))
+        clustered = "cluster" in pq.read_schema(path).names  # coverage ran
+        table = pq.read_table(path, columns=["id", "text", "lang", "source", "label"] + ["cluster"] * clustered)
+        if not clustered:
+            table = table.append_column("cluster", pa.array([-1] * len(table), pa.int32()))
+        tables.append(table)
         vectors.append(load_vectors(run_dir, path.stem, table.column("id").to_pylist()))
     table = pa.concat_tables(tables)
     ids = table.column("id").to_pylist()

@@ -205,12 +205,12 @@ def write_report(result: dict, out_dir: Path) -> Path:
     (out_dir / "simulation.json").write_text(json.dumps(result, indent=2, default=str))
     summary, full = result["summary"], result["full_pool"]
     fig, axes = plt.subplots(1, 3, figsize=(17, 5))
-    for strategy, s in summary.items():
-        style = "--" if strategy.startswith("st_") else "-"
+    for number, (strategy, s) in enumerate(summary.items()):
+        style, color = "--" if strategy.startswith("st_") else "-", plt.cm.tab20(number % 20)
         for ax, key in zip(axes, ("accuracy_mean", "macro_f1_mean", "worst_accuracy_mean")):
-            ax.plot(s["labels"], s[key], style, marker="o", ms=3, label=strategy)
+            ax.plot(s["labels"], s[key], style, color=color, marker="o", ms=3, label=strategy)
         axes[0].fill_between(s["labels"], np.subtract(s["accuracy_mean"], s["accuracy_std"]),
-                             np.add(s["accuracy_mean"], s["accuracy_std"]), alpha=0.1)
+                             np.add(s["accuracy_mean"], s["accuracy_std"]), color=color, alpha=0.1)
     for ax, title, key in zip(axes, ("accuracy", "macro-F1", "worst-language accuracy"),
                               ("accuracy", "macro_f1", "worst_accuracy")):
         ax.axhline(full[key], color="black", lw=0.8, ls=":", label="whole pool labeled")

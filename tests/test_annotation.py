@@ -64,6 +64,14 @@ def gold() -> dict[str, str]:
     return {f"{v}/{r['index_id']}": r["category"] for v in VARIETIES for r in sib_rows(v, "train", 40)}
 
 
+def gold_of(config, ids: list[str]) -> list[str]:
+    """The SIB-200 category of each pipeline record id, found through its source key."""
+    source_key = {r["id"]: r["source_key"] for p in sorted((Path(config.run_dir) / "semdedup").glob("part-*.parquet"))
+                  for r in pq.read_table(p, columns=["id", "source_key"]).to_pylist()}
+    truth = gold()
+    return [truth[source_key[i]] for i in ids]
+
+
 def annotator(info: dict, username: str) -> rg.Argilla:
     key = LocalArgilla(Path(info["home"])).credentials(username)["api_key"]
     return rg.Argilla(api_url=info["url"], api_key=key)
@@ -101,12 +109,9 @@ def test_answers_become_verified_labels_and_nothing_is_lost(curated, local_argil
     push_batch(client, config.annotation, read_batches(config), "student-round-0000")
     dataset = client.datasets(name="sib-topics", workspace="curation")
     uuid = {i: record["id"] for i, record in server_records(client, dataset).items()}
-    source_key = {r["id"]: r["source_key"] for p in sorted((Path(config.run_dir) / "semdedup").glob("part-*.parquet"))
-                  for r in pq.read_table(p, columns=["id", "source_key"]).to_pylist()}
-    truth = gold()
     ids = read_batches(config).column("id").to_pylist()
-    label = [truth[source_key[i]] for i in ids]
-    wrong = [next(c for c in sorted(set(truth.values())) if c != y) for y in label]
+    label = gold_of(config, ids)
+    wrong = [next(c for c in config.annotation.labels if c != y) for y in label]
     first, second = annotator(local_argilla, "annotator"), annotator(local_argilla, "annotator2")
     for k in range(12):  # the first annotator answers twelve; the second agrees on four, contradicts one
         answer(first, uuid[ids[k]], label[k])
@@ -201,9 +206,8 @@ def test_answers_that_cannot_count_are_quarantined_with_a_reason():
 
 
 def test_a_label_the_student_contradicts_with_confidence_is_a_likely_error_until_confirmed():
-    when = [datetime(2026, 1, 1, tzinfo=UTC)]
     rows = [{"id": f"r{k}", "dataset": "d", "annotator": "x", "status": "submitted", "label": "sports",
-             "updated_at": when[0]} for k in range(6)]
+             "updated_at": datetime(2026, 1, 1, tzinfo=UTC)} for k in range(6)]
     student = {f"r{k}": {"sports": 0.9, "health": 0.1} for k in range(5)} | {"r5": {"sports": 0.05, "health": 0.95}}
     student |= {f"h{k}": {"sports": 0.1, "health": 0.9} for k in range(5)}
     rows += [{**rows[0], "id": f"h{k}", "label": "health"} for k in range(5)]
@@ -224,12 +228,13 @@ def test_api_key_must_be_a_reference_never_the_key():
     assert np.isclose(AnnotationConfig().min_agreement, 0.6)
 
 
-def test_flows_take_the_key_from_a_prefect_secret_and_never_write_it(curated, owner_env, monkeypatch):
+def test_flows_take_the_key_from_a_prefect_secret_and_never_write_it(curated, local_argilla, owner_env, monkeypatch):
     import yaml
     from prefect.blocks.system import Secret
     from prefect.client.orchestration import get_client
     from prefect.testing.utilities import prefect_test_harness
 
+    from flows.al_round import al_round
     from flows.annotation import annotate
     from flows.annotation import harvest as harvest_flow
 
@@ -237,13 +242,24 @@ def test_flows_take_the_key_from_a_prefect_secret_and_never_write_it(curated, ow
     settings["annotation"]["api_key"] = "prefect-secret:argilla-owner"
     config_path = curated.with_name("secret.yaml")
     config_path.write_text(yaml.safe_dump(settings))
+    config = load_config(curated)
+    client = connect(config.annotation)
+    push_batch(client, config.annotation, read_batches(config), "student-round-0000")
+    last = read_batches(config).column("id").to_pylist()[-1]  # one answer, so the next round has a new label
+    dataset = client.datasets(name="sib-topics", workspace="curation")
+    record = server_records(client, dataset)[last]["id"]
+    answer(annotator(local_argilla, "annotator"), record, gold_of(config, [last])[0])
     monkeypatch.delenv("ARGILLA_API_KEY")  # only the Secret block knows the key now
     with prefect_test_harness(server_startup_timeout=120):
         Secret(value=owner_env).save("argilla-owner")
         pushed, stats = annotate(str(config_path), 0), harvest_flow(str(config_path))
+        labeled = int(load_pool(load_config(config_path)).labeled.sum())  # source labels + verified ones
+        next_round = al_round(str(config_path), push=True, wait_s=1)  # trains on the verified labels too
         with get_client(sync_client=True) as client:
             published = [str(a.data) for a in client.read_artifacts()] + [log.message for log in client.read_logs()]
     assert pushed["on_server"] == 30 and stats["answers"] > 0 and any("answers" in text for text in published)
+    assert next_round["round"] == 1 and next_round["metrics"]["labeled"] == labeled > 32
+    assert next_round["pushed"]["on_server"] == 30 and next_round["answered"] == 0.0  # nobody answered in 1 s
     written = [p.read_bytes() for p in Path(load_config(config_path).run_dir).rglob("*") if p.is_file()]
     assert not any(owner_env in text for text in published)
     assert not any(owner_env.encode() in data for data in written)
