@@ -247,6 +247,48 @@ class AnnotationConfig(_Strict):
         return os.environ[name]
 
 
+class MixtureConfig(_Strict):
+    """How the training mixture samples languages (curation/mixture.py)."""
+
+    method: Literal["temperature", "unimax"] = Field("temperature", description="temperature: p_l ∝ n_l^(1/T); "
+                                                     "unimax: a uniform budget, no language beyond max_epochs")
+    temperature: float = Field(3.0, ge=1, description="1 keeps natural shares; larger flattens towards uniform")
+    total_rows: int | None = Field(None, ge=1, description="rows in the mixture (default: the rows available)")
+    max_epochs: float = Field(4.0, ge=1, description="no language is repeated more than this many times")
+    floors: dict[str, float] = Field(default_factory=dict, description="language -> minimum share")
+    caps: dict[str, float] = Field(default_factory=dict, description="language -> maximum share")
+    balance_labels: bool = Field(False, description="within a language, sample labels equally")
+    seed: int = 0
+
+
+class AugmentConfig(_Strict):
+    """Back-translation of labeled rows, every synthetic row passing the guards (curation/augment.py)."""
+
+    enabled: bool = False
+    backend: Literal["apertium", "transformers"] = "apertium"
+    pivots: dict[str, str] = Field(default_factory=lambda: {"eng_Latn": "spa_Latn", "spa_Latn": "eng_Latn"},
+                                   description="language -> pivot language of its round trip")
+    model: str | None = Field(None, description="transformers: a seq2seq model path or hub id")
+    min_length_ratio: float = Field(0.5, gt=0, description="synthetic / source length (characters)")
+    max_length_ratio: float = Field(2.0, gt=0)
+    min_similarity: float = Field(0.85, ge=0, le=1, description="cosine of source and round trip (the encoder)")
+    max_similarity: float = Field(0.995, ge=0, le=1, description="above: a copy, not a paraphrase")
+    max_synthetic_share: float = Field(0.3, ge=0, lt=1, description="per language, of its rows after augmenting")
+    check_label: bool = Field(True, description="drop rows the student labels differently, when one exists")
+
+
+class ExportConfig(_Strict):
+    """Curated shards and their data card for training teams (curation/export.py)."""
+
+    output_dir: str | None = Field(None, description="default: <run_dir>/export")
+    splits: dict[str, float] = Field(default_factory=lambda: {"train": 0.8, "validation": 0.1, "test": 0.1})
+    shard_rows: int = Field(100_000, ge=1, description="rows per exported Parquet file")
+    only_labeled: bool = Field(True, description="export labeled rows only (source, human or synthetic)")
+    license: str = Field("other", description="licence for the card's YAML header")
+    task: str = Field("text-classification", description="task category for the card")
+    hub_repo: str | None = Field(None, description="push to this Hugging Face dataset repo (token: HF_TOKEN)")
+
+
 class CurateConfig(_Strict):
     run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
     sources: list[SourceConfig] = Field(min_length=1)
@@ -261,6 +303,9 @@ class CurateConfig(_Strict):
     semdedup: SemDedupConfig = Field(default_factory=SemDedupConfig)
     active_learning: ActiveLearningConfig = Field(default_factory=ActiveLearningConfig)
     annotation: AnnotationConfig = Field(default_factory=AnnotationConfig)
+    mixture: MixtureConfig = Field(default_factory=MixtureConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    export: ExportConfig = Field(default_factory=ExportConfig)
 
     @model_validator(mode="after")
     def _embeddings_for_embedding_stages(self) -> CurateConfig:

@@ -58,9 +58,13 @@ def previous_stage(config: CurateConfig, name: str) -> str:
     return order[order.index(name) - 1]
 
 
+DOWNSTREAM = {"active_learning", "annotation", "mixture", "augment", "export"}
+
+
 def config_fingerprint(config: CurateConfig) -> str:
-    """What the curated shards depend on (active-learning and annotation settings may change between rounds)."""
-    return hashlib.sha256(config.model_dump_json(exclude={"active_learning", "annotation"}).encode()).hexdigest()[:16]
+    """What the curated shards depend on: not the settings of what comes after them (active learning,
+    annotation, mixture, export), which may change between rounds."""
+    return hashlib.sha256(config.model_dump_json(exclude=DOWNSTREAM).encode()).hexdigest()[:16]
 
 
 def claim_run_dir(config: CurateConfig) -> None:
