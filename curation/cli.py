@@ -232,4 +232,28 @@ def harvest(config: ConfigArg) -> None:
     typer.echo(f"verified labels: {Path(cfg.run_dir) / 'annotations' / 'verified.parquet'}")
 
 
+@app.command(name="export")
+def export_command(config: ConfigArg,
+                   local: Annotated[bool, typer.Option(help="run in this process without Prefect")] = False) -> None:
+    """Export the labeled rows (source labels and verified ones) as train/validation/test Parquet
+    shards (`data/{split}-NNNNN-of-MMMMM.parquet`) with a data card (`README.md`, `card.png`).
+
+    Splits never separate a record from its flagged translations; train is mixed over languages
+    as `mixture` says (temperature or UniMax, floors, caps, epoch cap). Read the shards with
+    `datasets.load_dataset("parquet", data_dir=...)`."""
+    cfg = _config(config)
+    if local:
+        from curation.card import write_card
+        from curation.export import export, export_dir
+
+        summary = export(cfg)
+        summary["card"] = str(write_card(cfg, summary, export_dir(cfg)))
+    else:
+        from flows.export import mix_and_export
+
+        summary = mix_and_export(str(config))
+    typer.echo(json.dumps({name: s["rows"] for name, s in summary["splits"].items()}, indent=2))
+    typer.echo(f"data card: {summary['card']}")
+
+
 app.add_typer(argilla_app, name="argilla")
