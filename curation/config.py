@@ -286,7 +286,6 @@ class ExportConfig(_Strict):
     only_labeled: bool = Field(True, description="export labeled rows only (source, human or synthetic)")
     license: str = Field("other", description="licence for the card's YAML header")
     task: str = Field("text-classification", description="task category for the card")
-    hub_repo: str | None = Field(None, description="push to this Hugging Face dataset repo (token: HF_TOKEN)")
 
 
 class CurateConfig(_Strict):

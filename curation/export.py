@@ -84,9 +84,23 @@ def write_split(table: pa.Table, folder: Path, split: str, shard_rows: int) -> l
     return paths
 
 
-def export(config: CurateConfig, synthetic: pa.Table | None = None) -> dict:
-    """Write the splits and return the numbers the data card shows. `synthetic` rows (augmented from
-    train rows) join train only."""
+def back_translations(train: pa.Table, config: CurateConfig, out: Path) -> tuple[pa.Table, dict]:
+    """Guarded back-translations of train rows (never of validation or test rows, so nothing leaks);
+    the rejected ones, with their reasons, go to `augment_rejected.parquet`."""
+    from curation.augment import back_translate, make_translator
+    from curation.embed import _embedder
+    from curation.lid import LanguageIdentifier
+
+    encoder, lid = _embedder(config.embed.model_dump_json()), LanguageIdentifier(config.lid)
+    accepted, rejected, stats = back_translate(train, make_translator(config.augment), config.augment, encoder, lid)
+    write_parquet(out / "augment_rejected.parquet", rejected, max(len(rejected), 1))
+    synthetic = accepted.select(["id", "text", "label", "lang", "source"]).append_column(
+        "label_provenance", pa.array(["synthetic"] * len(accepted), pa.string()))
+    return synthetic.cast(EXPORT_SCHEMA), stats
+
+
+def export(config: CurateConfig) -> dict:
+    """Write the splits and return the numbers the data card shows."""
     table, links = labeled_rows(config)
     ids = table.column("id").to_pylist()
     component = groups(ids, links)
@@ -100,8 +114,9 @@ def export(config: CurateConfig, synthetic: pa.Table | None = None) -> dict:
         part = table.filter(pa.array(split == name))
         mixture_report = None
         if name == "train":
-            if synthetic is not None and len(synthetic):
-                part = pa.concat_tables([part, synthetic.select(EXPORT_SCHEMA.names).cast(EXPORT_SCHEMA)])
+            if config.augment.enabled:
+                synthetic, summary["augment"] = back_translations(part, config, out)
+                part = pa.concat_tables([part, synthetic])
             part, mixture_report = _mix(part, config)
         paths = write_split(part, data, name, config.export.shard_rows)
         summary["splits"][name] = {"rows": len(part), "files": [str(p.relative_to(out)) for p in paths],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import datasets
@@ -61,10 +62,33 @@ def test_export_writes_leak_free_mixed_splits_and_a_card(curated):
     card = (out / "README.md").read_text()
     header = yaml.safe_load(card.split("---")[1])
     assert {"eng", "fra", "hin"} <= set(header["language"]) and "und" not in header["language"]  # lid.176: no yor
-    assert header["size_categories"] == ["n<1K"] and {f["split"] for f in header["configs"][0]["data_files"]} == set(loaded)
+    assert header["size_categories"] == ["n<1K"]
+    assert {f["split"] for f in header["configs"][0]["data_files"]} == set(loaded)
     assert "Known limitations" in card and "semdedup" in card and "| train |" in card
     assert (out / "card.png").read_bytes()[:4] == b"\x89PNG"
 
 
 def sib_rows_all() -> list[dict]:
     return [r for v, n in VARIETIES.items() for r in sib_rows(v, "train", n)]
+
+
+@pytest.mark.slow
+def test_back_translations_join_train_only_and_are_counted_in_the_card(curated, tmp_path):
+    if shutil.which("apertium") is None:
+        pytest.skip("Debian's apertium is not installed (apt-get install apertium apertium-eng-spa)")
+    from curation.card import write_card
+    from curation.export import export
+
+    config = load_config(curated)
+    config = config.model_copy(update={
+        "augment": config.augment.model_copy(update={"enabled": True, "max_synthetic_share": 0.2}),
+        "export": config.export.model_copy(update={"output_dir": str(tmp_path / "out")})})
+    summary = export(config)
+    train = summary["splits"]["train"]
+    assert train["provenance"].get("synthetic", 0) > 0
+    assert all("synthetic" not in summary["splits"][name]["provenance"] for name in ("validation", "test"))
+    stats = summary["augment"]
+    assert stats["candidates"] == stats["accepted"] + stats["rejected"]
+    assert (tmp_path / "out" / "augment_rejected.parquet").exists()
+    card = write_card(config, summary, tmp_path / "out").read_text()
+    assert f"Synthetic rows in train: {train['provenance']['synthetic']}" in card
