@@ -11,7 +11,7 @@ import yaml
 
 from curation.config import CurateConfig
 from curation.pipeline import stage_names
-from curation.report import language_table, markdown_table, save_figure, stage_table
+from curation.report import language_table, markdown_table, plot_languages, save_figure, stage_table
 from curation.shards import atomic_write_bytes
 
 LIMITATIONS = [
@@ -38,6 +38,7 @@ def _stage_stats(config: CurateConfig) -> list[dict]:
 def write_card(config: CurateConfig, summary: dict, out: Path) -> Path:
     """README.md (the card) and card.png beside the exported shards; returns the card's path."""
     stats = _stage_stats(config)
+    language_rows = language_table(stats)
     languages = sorted({lang for s in summary["splits"].values() for lang in s["languages"]})
     codes = sorted({lang.split("_")[0] for lang in languages} - {"und"})
     header = {"language": codes, "license": config.export.license,
@@ -57,7 +58,7 @@ def write_card(config: CurateConfig, summary: dict, out: Path) -> Path:
         "## Pipeline (rows in = kept + dropped + quarantined, with reasons)", markdown_table(stage_table(stats)),
         "Duplicate rates: " + (", ".join(f"{s['stage']} {sum(s['dropped'].values()) / max(s['rows_in'], 1):.1%}"
                                          for s in stats if "dedup" in s["stage"]) or "no dedup stage ran") + ".",
-        "## Languages before and after curation", markdown_table(language_table(stats)) or "(no language column)",
+        "## Languages before and after curation", markdown_table(language_rows) or "(no language column)",
         "## Splits\nDrawn per group: a record and its flagged translations never cross splits "
         f"(groups spanning splits: {summary['leaks']}).", markdown_table(splits),
         "## Rows per language and split", markdown_table(per_language),
@@ -70,7 +71,7 @@ def write_card(config: CurateConfig, summary: dict, out: Path) -> Path:
         "![card](card.png)",
         "## Known limitations\n" + "\n".join(f"- {line}" for line in LIMITATIONS),
     ]
-    _plot(language_table(stats), mixture.get("report", []), out / "card.png")
+    _plot(language_rows, mixture.get("report", []), out / "card.png")
     card = out / "README.md"
     atomic_write_bytes(card, ("---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n\n"
                               + "\n\n".join(body) + "\n").encode())
@@ -79,12 +80,7 @@ def write_card(config: CurateConfig, summary: dict, out: Path) -> Path:
 
 def _plot(languages: list[dict], mixture: list[dict], path: Path) -> None:
     fig, (ax_lang, ax_mix) = plt.subplots(1, 2, figsize=(15, 5))
-    top = languages[:30]
-    ax_lang.bar([r["lang"] for r in top], [r["identified"] for r in top], color="lightgray", label="identified")
-    ax_lang.bar([r["lang"] for r in top], [r["kept"] for r in top], label="kept after curation")
-    ax_lang.set_title("rows per language")
-    ax_lang.tick_params(axis="x", rotation=90)
-    ax_lang.legend()
+    plot_languages(ax_lang, languages)
     langs = [r["lang"] for r in mixture]
     positions = range(len(langs))
     for offset, key, label in [(-0.3, "natural_share", "natural"), (0.0, "target_share", "target"),

@@ -222,6 +222,7 @@ def harvest(config: ConfigArg) -> None:
     verified labels (majority, agreement), conflicts and likely label errors sent to `<dataset>-review`
     for more answers. The next `curate al round` trains on the verified labels."""
     cfg = _config(config)
+    from curation.labels import verified_path
     from flows.annotation import harvest as flow
 
     try:
@@ -229,7 +230,7 @@ def harvest(config: ConfigArg) -> None:
     except ConfigError as err:
         raise _fail(err) from err
     typer.echo(json.dumps(stats, indent=2))
-    typer.echo(f"verified labels: {Path(cfg.run_dir) / 'annotations' / 'verified.parquet'}")
+    typer.echo(f"verified labels: {verified_path(cfg.run_dir)}")
 
 
 @app.command(name="export")

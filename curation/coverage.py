@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.config import CoverageConfig
+from curation.config import CoverageConfig, SemDedupConfig
 from curation.embed import load_vectors
 from curation.report import markdown_table, save_figure
 from curation.schema import STAGE_COLUMNS
@@ -57,9 +57,9 @@ def neighbour_index(vectors: np.ndarray, flat_below: int) -> faiss.Index:
 class IndexedStage(GlobalStage):
     """A global stage over embeddings: indexes each shard's ids and columns, loads its vectors."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, config: CoverageConfig | SemDedupConfig):
         super().__init__(run_dir / self.name)
-        self.run_dir = run_dir
+        self.run_dir, self.config = run_dir, config
 
     def load(self, shards: list[str]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
         """Index rows of all shards, their shard numbers, and their vectors (float32)."""
@@ -75,10 +75,6 @@ class CoverageStage(IndexedStage):
     name = STAGE
     requires = ("id", "lang", "label")
     index_columns = ("id", "lang", "label")
-
-    def __init__(self, run_dir: Path, config: CoverageConfig):
-        super().__init__(run_dir)
-        self.config = config
 
     def plan(self, shards: list[str]) -> dict:
         meta, shard_of, vectors = self.load(shards)

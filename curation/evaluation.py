@@ -16,6 +16,11 @@ def macro_f1(gold: np.ndarray, predicted: np.ndarray, classes: int) -> float:
     return float(np.mean(scores)) if scores else 0.0
 
 
+def language_f1(gold: np.ndarray, predicted: np.ndarray, langs: np.ndarray, classes: int) -> dict[str, float]:
+    """Macro-F1 of each language (what the students' early stopping and rollback rule compare)."""
+    return {lang: macro_f1(gold[langs == lang], predicted[langs == lang], classes) for lang in np.unique(langs)}
+
+
 def evaluate(gold: np.ndarray, predicted: np.ndarray, langs: np.ndarray, classes: int) -> dict:
     """Accuracy and macro-F1 overall and per language, with the worst language and the max-min gap."""
     per_language = {}

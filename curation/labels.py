@@ -39,6 +39,10 @@ def annotations_dir(run_dir: str | Path) -> Path:
     return Path(run_dir) / ANNOTATIONS_DIR
 
 
+def verified_path(run_dir: str | Path) -> Path:
+    return annotations_dir(run_dir) / "verified.parquet"
+
+
 def read_responses(run_dir: str | Path) -> pa.Table:
     parts = sorted((annotations_dir(run_dir) / "responses").glob("part-*.parquet"))
     return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else RESPONSE_SCHEMA.empty_table()
@@ -126,14 +130,13 @@ def _contradicted(label: str, probs: dict[str, float], thresholds: dict[str, flo
 
 
 def write_verified(run_dir: str | Path, table: pa.Table) -> Path:
-    path = annotations_dir(run_dir) / "verified.parquet"
-    write_parquet(path, table, max(len(table), 1))
-    return path
+    write_parquet(verified_path(run_dir), table, max(len(table), 1))
+    return verified_path(run_dir)
 
 
 def verified_labels(run_dir: str | Path) -> dict[str, str]:
     """record id -> label, for the records whose answers resolved to a verified label."""
-    path = annotations_dir(run_dir) / "verified.parquet"
+    path = verified_path(run_dir)
     if not path.exists():
         return {}
     table = pq.read_table(path, columns=["id", "label", "status"]).to_pylist()
@@ -142,7 +145,7 @@ def verified_labels(run_dir: str | Path) -> dict[str, str]:
 
 def answered_share(run_dir: str | Path, ids: list[str]) -> float:
     """The share of `ids` with a resolved answer (verified or discarded)."""
-    path = annotations_dir(run_dir) / "verified.parquet"
+    path = verified_path(run_dir)
     if not ids or not path.exists():
         return 0.0
     done = {r["id"] for r in pq.read_table(path, columns=["id", "status"]).to_pylist()

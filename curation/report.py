@@ -54,13 +54,18 @@ def _plot(stages: list[dict], languages: list[dict], path: Path) -> None:
     ax_stage.set_title("rows per stage")
     ax_stage.legend()
     ax_stage.tick_params(axis="x", rotation=30)
-    top = languages[:_TOP_LANGUAGES]
-    ax_lang.bar([r["lang"] for r in top], [r["identified"] for r in top], label="identified", color="lightgray")
-    ax_lang.bar([r["lang"] for r in top], [r["kept"] for r in top], label="kept after dedup")
-    ax_lang.set_title(f"rows per language (top {len(top)} of {len(languages)})")
-    ax_lang.tick_params(axis="x", rotation=90)
-    ax_lang.legend()
+    plot_languages(ax_lang, languages)
     save_figure(fig, path)
+
+
+def plot_languages(ax: plt.Axes, languages: list[dict]) -> None:
+    """Rows per language (from `language_table`): identified, and kept after the last stage."""
+    top = languages[:_TOP_LANGUAGES]
+    ax.bar([r["lang"] for r in top], [r["identified"] for r in top], label="identified", color="lightgray")
+    ax.bar([r["lang"] for r in top], [r["kept"] for r in top], label="kept after curation")
+    ax.set_title(f"rows per language (top {len(top)} of {len(languages)})")
+    ax.tick_params(axis="x", rotation=90)
+    ax.legend()
 
 
 def save_figure(fig: plt.Figure, path: Path) -> None:

@@ -9,15 +9,12 @@ mixture may want both while an evaluation split must not hold one and train on t
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curation.config import SemDedupConfig
 from curation.coverage import IndexedStage, default_clusters, neighbour_index, spherical_kmeans
 from curation.schema import STAGE_COLUMNS, Reason
 from curation.shards import atomic_write_json, write_parquet
@@ -72,10 +69,6 @@ class SemDedupStage(IndexedStage, DedupStage):
     requires = ("id", "lang", "n_chars")
     index_columns = ("id", "lang", "n_chars")
     reason = Reason.SEMANTIC_DUPLICATE
-
-    def __init__(self, run_dir: Path, config: SemDedupConfig):
-        super().__init__(run_dir)
-        self.config = config
 
     def plan(self, shards: list[str]) -> dict:
         meta, shard_of, vectors = self.load(shards)

@@ -17,14 +17,13 @@ import torch
 from torch import nn
 
 from curation.config import StudentConfig
-from curation.evaluation import macro_f1
+from curation.evaluation import language_f1
 
 
 def _language_f1(model: nn.Module, x: torch.Tensor, y: np.ndarray, langs: np.ndarray, classes: int) -> dict:
     model.eval()
     with torch.no_grad():
-        predicted = model(x).argmax(dim=1).numpy()
-    return {lang: macro_f1(y[langs == lang], predicted[langs == lang], classes) for lang in np.unique(langs)}
+        return language_f1(y, model(x).argmax(dim=1).numpy(), langs, classes)
 
 
 def is_better(scores: dict[str, float], best: dict[str, float] | None, best_mean: float, max_drop: float) -> bool:
@@ -285,8 +284,7 @@ class EncoderStudent:
                     break
             if validation is not None:
                 predicted = self.predict_proba(validation[0], validation[2]).argmax(axis=1)
-                scores = {lang: macro_f1(validation[1][validation[2] == lang], predicted[validation[2] == lang],
-                                         self.classes) for lang in np.unique(validation[2])}
+                scores = language_f1(validation[1], predicted, validation[2], self.classes)
                 if is_better(scores, best_scores, best_mean, c.max_language_drop):
                     best_state, best_scores = self._trained_state(), scores
                     best_mean = float(np.mean(list(scores.values())))
