@@ -8,7 +8,6 @@ never sends responses, so what annotators answered is never touched.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -18,7 +17,7 @@ import httpx
 import pyarrow as pa
 from argilla._exceptions import ArgillaAPIError  # what the SDK raises for HTTP errors; no public alias
 
-from curation.config import ENV_PREFIX, AnnotationConfig, ConfigError
+from curation.config import AnnotationConfig, ConfigError, env_secret
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -30,13 +29,7 @@ RETRY_SECONDS = 180
 def connect(config: AnnotationConfig, api_key: str | None = None) -> rg.Argilla:
     """A client for the configured server; the key is passed in (a flow read it from a Prefect Secret)
     or read from the environment variable `api_key` names. It is never logged."""
-    if api_key is None:
-        if not config.api_key.startswith(ENV_PREFIX):
-            raise ConfigError(f"annotation.api_key {config.api_key!r} is read by the Prefect flows; run with Prefect")
-        name = config.api_key.removeprefix(ENV_PREFIX)
-        api_key = os.environ.get(name) or ""
-        if not api_key:
-            raise ConfigError(f"annotation.api_key needs ${name}, which is unset")
+    api_key = api_key or env_secret(config.api_key, "annotation.api_key")
     return rg.Argilla(api_url=config.url(), api_key=api_key, timeout=60)
 
 

@@ -12,6 +12,7 @@ reruns without re-training. The next round is the first without a batch.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curation.config import CurateConfig
-from curation.embed import load_vectors
+from curation.embed import load_vectors, shared_embedder
 from curation.evaluation import evaluate
 from curation.labels import verified_labels
 from curation.shards import atomic_write_json, write_parquet
@@ -142,6 +143,20 @@ def _inputs(student: HeadStudent | EncoderStudent, rows: np.ndarray) -> np.ndarr
 def _load_student(folder: Path) -> tuple[HeadStudent | EncoderStudent, list[str]]:
     saved = torch.load(folder / "student.pt", weights_only=False)
     return load_student(saved, len(saved["classes"])), saved["classes"]
+
+
+def latest_labeler(config: CurateConfig) -> Callable[[list[str], list[str]], list[str]] | None:
+    """(texts, languages) → labels from the newest round's student; None before any student is trained."""
+    folders = sorted((Path(config.run_dir) / AL_DIR).glob("round-*/student.pt"))
+    if not folders:
+        return None
+    student, classes = _load_student(folders[-1].parent)
+
+    def label(texts: list[str], langs: list[str]) -> list[str]:
+        inputs = texts if isinstance(student, EncoderStudent) else shared_embedder(config.embed).encode(texts)
+        probs = student.predict_proba(inputs, np.array(langs, dtype=object))
+        return [classes[k] for k in probs.argmax(axis=1)]
+    return label
 
 
 def _history(config: CurateConfig, number: int) -> dict[str, list[tuple[int, float]]]:

@@ -303,17 +303,15 @@ def _as_rows(rows: pa.Table | Sequence[Mapping]) -> list[dict]:
 
 
 def back_translate(rows: pa.Table | Sequence[Mapping], translator: Translator, config: AugmentConfig,
-                   encoder, lid, student: Callable[[list[str]], Sequence[str]] | None = None, *,
-                   near: NearDedupConfig | None = None, check_language: bool = True,
-                   check_pivot_language: bool = True, check_duplicates: bool = True,
-                   ) -> tuple[pa.Table | list[dict], pa.Table | list[dict], dict]:
+                   encoder, lid, student: Callable[[list[str], list[str]], Sequence[str]] | None = None, *,
+                   near: NearDedupConfig | None = None) -> tuple[pa.Table | list[dict], pa.Table | list[dict], dict]:
     """Back-translate the labeled rows whose `lang` has a pivot in `config.pivots`.
 
     rows: a pyarrow Table or dicts with at least ``id``, ``text``, ``lang``, ``label`` (all rows,
     labeled or not, count as originals for the duplicate guards and the per-language cap).
     encoder: anything with ``encode(texts) -> L2-normalised vectors`` (`curation.embed.Embedder`).
     lid: a `curation.lid.LanguageIdentifier` (``predict(texts)`` → objects with ``lang``).
-    student: texts → predicted labels; with `config.check_label`, a changed label rejects the row.
+    student: (texts, languages) → predicted labels; with `config.check_label`, a changed label rejects the row.
     near: the near-duplicate settings (default `NearDedupConfig()`: threshold 0.8).
 
     Returns (accepted, rejected, stats), tables when `rows` is a Table, else lists of dicts.
@@ -362,12 +360,12 @@ def back_translate(rows: pa.Table | Sequence[Mapping], translator: Translator, c
     live = [i for i in range(n) if not empty[i]]
 
     scripts = detect_scripts(back_text) if n else []
-    if check_pivot_language and live:
+    if config.check_pivot_language and live:
         predicted = lid.predict([pivot_text[i] for i in live])
         wrong = dict.fromkeys(range(n), False) | {i: p.lang != config.pivots[candidates[i]["lang"]]
                                                   for i, p in zip(live, predicted)}
         guard("pivot_language", wrong, live)
-    if check_language and live:
+    if config.check_language and live:
         predicted = lid.predict([back_text[i] for i in live])
         wrong = dict.fromkeys(range(n), False) | {i: p.lang != candidates[i]["lang"] for i, p in zip(live, predicted)}
         guard("language", wrong, live)
@@ -385,7 +383,7 @@ def back_translate(rows: pa.Table | Sequence[Mapping], translator: Translator, c
     guard("high_similarity", [s > config.max_similarity for s in similarity], live)
 
     if student is not None and config.check_label and live:
-        predicted_labels = list(student([back_text[i] for i in live]))
+        predicted_labels = list(student([back_text[i] for i in live], [candidates[i]["lang"] for i in live]))
         changed = dict.fromkeys(range(n), False) | {
             i: str(p) != str(candidates[i]["label"]) for i, p in zip(live, predicted_labels)}
         guard("label_changed", changed, live)
@@ -405,7 +403,7 @@ def back_translate(rows: pa.Table | Sequence[Mapping], translator: Translator, c
             "length_ratio": ratio[i], "dup_of": None})
 
     # Duplicates: of any original (every candidate), then of an earlier accepted synthetic row.
-    if check_duplicates:
+    if config.check_duplicates:
         index = _SyntheticIndex(near)
         orig_scripts = [r.get("script") or s for r, s in zip(originals, detect_scripts([r["text"] for r in originals]))]
         index.add([r["id"] for r in originals], [r["text"] for r in originals], orig_scripts)
@@ -474,7 +472,8 @@ def _stats(candidates, accepted, rejected, failing, checked, caps, skipped, back
         rej = [r for r in rejected if r["lang"] == lang]
         languages[lang] = {"candidates": cand, "accepted": acc, "rejected": len(rej),
                            "acceptance_rate": round(acc / cand, 4) if cand else 0.0, "cap": caps[lang],
-                           "reasons": dict(Counter(r["reason"] for r in rej))}
+                           "reasons": dict(Counter(r["reason"] for r in rej)),
+                           "failed": {name: sum(name in r["reasons"] for r in rej) for name in guards}}
         assert cand == acc + len(rej), f"augment conservation broken for {lang}"
     assert n == len(accepted) + len(rejected) == len(accepted) + sum(reasons.values()), "augment conservation broken"
     return {"method": METHOD, "backend": backend, "candidates": n, "accepted": len(accepted),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import fsspec
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 Format = Literal["jsonl", "csv", "tsv", "parquet", "text", "hf_dataset"]
 _SUFFIX_FORMATS = {
@@ -212,12 +212,32 @@ class ActiveLearningConfig(_Strict):
 SECRET_PREFIXES = (ENV_PREFIX, "prefect-secret:")
 
 
+def secret_reference(value: str) -> str:
+    """Secrets are named in configs, never written: 'env:VAR' or 'prefect-secret:BLOCK'."""
+    if not value.startswith(SECRET_PREFIXES):
+        raise ValueError("a secret must be 'env:VAR' or 'prefect-secret:BLOCK', never the secret itself")
+    return value
+
+
+SecretReference = Annotated[str, AfterValidator(secret_reference)]
+
+
+def env_secret(reference: str, field: str) -> str:
+    """The value of an 'env:VAR' reference (the Prefect flows also read 'prefect-secret:' ones)."""
+    if not reference.startswith(ENV_PREFIX):
+        raise ConfigError(f"{field} {reference!r} is read by the Prefect flows; run with Prefect")
+    name = reference.removeprefix(ENV_PREFIX)
+    if not os.environ.get(name):
+        raise ConfigError(f"{field} needs ${name}, which is unset")
+    return os.environ[name]
+
+
 class AnnotationConfig(_Strict):
     """Human verification in Argilla: where batches go and how answers become labels."""
 
     api_url: str = Field("env:ARGILLA_API_URL", description="the Argilla server, or 'env:VAR' naming it")
-    api_key: str = Field("env:ARGILLA_API_KEY", description="'env:VAR' or 'prefect-secret:BLOCK': the key itself "
-                         "is never written in a config")
+    api_key: SecretReference = Field("env:ARGILLA_API_KEY", description="'env:VAR' or 'prefect-secret:BLOCK': "
+                                     "the key itself is never written in a config")
     workspace: str = "curation"
     dataset: str = Field("curation", description="the dataset batches go to; disputed records go to <dataset>-review")
     labels: list[str] = Field(default_factory=list, description="the label set (default: the labels in the pool)")
@@ -230,12 +250,6 @@ class AnnotationConfig(_Strict):
     poll_seconds: float = Field(30, gt=0, description="al-round wait: how often to harvest")
     wait_fraction: float = Field(1.0, gt=0, le=1, description="al-round wait: share of the batch that must be done")
 
-    @field_validator("api_key")
-    @classmethod
-    def _key_is_a_reference(cls, key: str) -> str:
-        if not key.startswith(SECRET_PREFIXES):
-            raise ValueError("api_key must be 'env:VAR' or 'prefect-secret:BLOCK', never the key itself")
-        return key
 
     def url(self) -> str:
         """`api_url`, read from the environment when it is 'env:VAR'."""
@@ -275,6 +289,10 @@ class AugmentConfig(_Strict):
     max_similarity: float = Field(0.995, ge=0, le=1, description="above: a copy, not a paraphrase")
     max_synthetic_share: float = Field(0.3, ge=0, lt=1, description="per language, of its rows after augmenting")
     check_label: bool = Field(True, description="drop rows the student labels differently, when one exists")
+    check_pivot_language: bool = Field(True, description="drop rows whose pivot text is not in the pivot language")
+    check_language: bool = Field(True, description="drop round trips the LID stage puts in another language")
+    check_duplicates: bool = Field(True, description="drop exact and near duplicates (the near_dedup settings) of "
+                                   "originals and of other synthetic rows")
 
 
 class ExportConfig(_Strict):
@@ -286,6 +304,12 @@ class ExportConfig(_Strict):
     only_labeled: bool = Field(True, description="export labeled rows only (source, human or synthetic)")
     license: str = Field("other", description="licence for the card's YAML header")
     task: str = Field("text-classification", description="task category for the card")
+    card_dir: str | None = Field(None, description="a copy of the card goes to <card_dir>/<run name>/ (e.g. the "
+                                 "repository's data_cards/); relative paths are relative to the config file")
+    hub_repo: str | None = Field(None, description="push the export to this Hugging Face dataset repo (owner/name)")
+    hub_token: SecretReference = Field("env:HF_TOKEN", description="'env:VAR' or 'prefect-secret:BLOCK' holding "
+                                       "a Hub write token")
+    hub_private: bool = Field(True, description="create the Hub repo private")
 
 
 class CurateConfig(_Strict):
@@ -348,6 +372,8 @@ def _resolve_relative(config: CurateConfig, base: Path) -> CurateConfig:
               "sources": [s.model_copy(update={"path": resolve(s.path)}) for s in config.sources]}
     if config.lid.model_path:
         update["lid"] = config.lid.model_copy(update={"model_path": resolve(config.lid.model_path)})
+    update["export"] = config.export.model_copy(update={
+        key: resolve(value) for key in ("output_dir", "card_dir") if (value := getattr(config.export, key))})
     return config.model_copy(update=update)
 
 

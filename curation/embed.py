@@ -61,9 +61,13 @@ class Embedder:
         return out
 
 
+def shared_embedder(config: EmbedConfig) -> Embedder:
+    """One loaded model per process and config, shared by every shard's step."""
+    return _embedder(config.model_dump_json())
+
+
 @lru_cache(maxsize=2)
 def _embedder(config_json: str) -> Embedder:
-    """One loaded model per process and config, shared by every shard's step."""
     return Embedder(EmbedConfig.model_validate_json(config_json))
 
 
@@ -75,7 +79,7 @@ class EmbedStage(Stage):
         self.config = config
 
     def process(self, table: pa.Table, shard: str) -> StageOutput:
-        embedder = _embedder(self.config.model_dump_json())  # loaded on first use only
+        embedder = shared_embedder(self.config)  # loaded on first use only
         vectors = embedder.encode(table.column("text").to_pylist()) if table.num_rows else np.empty((0, 0))
         path = vectors_path(self.run_dir, shard)
         path.parent.mkdir(parents=True, exist_ok=True)

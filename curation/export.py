@@ -6,12 +6,14 @@ that `datasets.load_dataset("parquet", ...)` reads, and a data card beside them.
 
 Splits are drawn per group, never per row: a record and every translation the semdedup stage
 flagged for it form one group (near and exact duplicates were already dropped upstream), so no
-sentence reaches validation or test through a translation of it in train. Only train is mixed
+sentence reaches validation or test through a translation of it in train. Groups go to splits in
+hash order until each split holds its share of rows. Only train is mixed
 (temperature or UniMax over languages): validation and test keep their natural shares.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from curation.labels import verified_labels
 from curation.mixture import draw, plan, report
 from curation.shards import atomic_write_json, write_parquet
 
+HUB_FILES = ["data/*.parquet", "README.md", "card.png", "export.json"]  # not the rejected back-translations
 EXPORT_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string()),
                            ("lang", pa.string()), ("source", pa.string()), ("label_provenance", pa.string())])
 
@@ -64,14 +67,21 @@ def groups(ids: list[str], links: list[list[str]]) -> np.ndarray:
 
 
 def assign_splits(ids: list[str], component: np.ndarray, fractions: dict[str, float]) -> np.ndarray:
-    """A split per row, the same for a whole group: the group's smallest id hashed to [0, 1)."""
+    """A split per row, the same for a whole group. Groups are ordered by a hash of their smallest id
+    and cut where the running row count crosses each split's share: deterministic, independent of
+    input order, and within about one group of the fractions even on a few hundred rows (where a
+    per-group hash threshold can leave a split empty)."""
     first: dict[int, str] = {}
     for i, c in zip(ids, component.tolist()):
         first[c] = min(first.get(c, i), i)
+    sizes = Counter(component.tolist())
     names, bounds = list(fractions), np.cumsum(list(fractions.values())) / sum(fractions.values())
-    position = {c: xxhash.xxh3_64_intdigest(i.encode()) / 2**64 for c, i in first.items()}
-    return np.array([names[int(np.searchsorted(bounds, position[c], side="right"))] for c in component.tolist()],
-                    dtype=object)
+    split_of, running = {}, 0
+    for c in sorted(first, key=lambda c: xxhash.xxh3_64_intdigest(first[c].encode())):
+        middle = (running + sizes[c] / 2) / len(ids)
+        split_of[c] = names[min(int(np.searchsorted(bounds, middle, side="right")), len(names) - 1)]
+        running += sizes[c]
+    return np.array([split_of[c] for c in component.tolist()], dtype=object)
 
 
 def write_split(table: pa.Table, folder: Path, split: str, shard_rows: int) -> list[Path]:
@@ -87,12 +97,14 @@ def write_split(table: pa.Table, folder: Path, split: str, shard_rows: int) -> l
 def back_translations(train: pa.Table, config: CurateConfig, out: Path) -> tuple[pa.Table, dict]:
     """Guarded back-translations of train rows (never of validation or test rows, so nothing leaks);
     the rejected ones, with their reasons, go to `augment_rejected.parquet`."""
+    from curation.active import latest_labeler
     from curation.augment import back_translate, make_translator
-    from curation.embed import _embedder
+    from curation.embed import shared_embedder
     from curation.lid import LanguageIdentifier
 
-    encoder, lid = _embedder(config.embed.model_dump_json()), LanguageIdentifier(config.lid)
-    accepted, rejected, stats = back_translate(train, make_translator(config.augment), config.augment, encoder, lid)
+    encoder, lid = shared_embedder(config.embed), LanguageIdentifier(config.lid)
+    accepted, rejected, stats = back_translate(train, make_translator(config.augment), config.augment, encoder, lid,
+                                               latest_labeler(config), near=config.near_dedup)
     write_parquet(out / "augment_rejected.parquet", rejected, max(len(rejected), 1))
     synthetic = accepted.select(["id", "text", "label", "lang", "source"]).append_column(
         "label_provenance", pa.array(["synthetic"] * len(accepted), pa.string()))
@@ -128,6 +140,19 @@ def export(config: CurateConfig) -> dict:
     summary["leaks"] = _leaks(component, split)
     atomic_write_json(out / "export.json", summary)
     return summary
+
+
+def push_to_hub(out: Path, repo: str, token: str, private: bool, api=None) -> str:
+    """Upload the shards, the card and its numbers as a Hub dataset repo (stale shards of an earlier
+    push are deleted); returns the commit URL. `api`: a `huggingface_hub.HfApi` (default: one with `token`)."""
+    from huggingface_hub import HfApi
+
+    api = api or HfApi(token=token)
+    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
+    rows = json.loads((out / "export.json").read_text())["rows"]
+    commit = api.upload_folder(folder_path=str(out), repo_id=repo, repo_type="dataset", allow_patterns=HUB_FILES,
+                               delete_patterns=["data/*.parquet"], commit_message=f"Curated export, {rows} rows")
+    return str(commit)
 
 
 def _mix(part: pa.Table, config: CurateConfig) -> tuple[pa.Table, list[dict]]:

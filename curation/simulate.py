@@ -44,10 +44,10 @@ def embed_cached(texts: list[str], model: str = "e5-small") -> np.ndarray:
     path = curation_home() / "cache" / "embeddings" / f"{key}.npy"
     if path.exists():
         return np.load(path)
-    from curation.embed import _embedder
+    from curation.embed import shared_embedder
 
     config = EmbedConfig(enabled=True, model=model, prompt_name="passage" if model == "e5-small" else None)
-    vectors = _embedder(config.model_dump_json()).encode(texts).astype(np.float32)
+    vectors = shared_embedder(config).encode(texts).astype(np.float32)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, vectors)
     return vectors

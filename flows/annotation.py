@@ -11,20 +11,16 @@ import argilla as rg
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.blocks.system import Secret
 
 from annotators.harvest import harvest as harvest_answers
 from annotators.push import connect, push_batch
 from curation.active import read_batches, round_dir
 from curation.config import CurateConfig, load_config
-
-SECRET_PREFIX = "prefect-secret:"
+from flows.secrets import read_secret
 
 
 def argilla_client(config: CurateConfig) -> rg.Argilla:
-    reference = config.annotation.api_key
-    key = Secret.load(reference.removeprefix(SECRET_PREFIX)).get() if reference.startswith(SECRET_PREFIX) else None
-    return connect(config.annotation, key)
+    return connect(config.annotation, read_secret(config.annotation.api_key, "annotation.api_key"))
 
 
 @task(retries=2, retry_delay_seconds=10)

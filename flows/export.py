@@ -11,7 +11,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from curation.card import write_card
 from curation.config import CurateConfig, load_config
-from curation.export import export, export_dir
+from curation.export import export, export_dir, push_to_hub
+from flows.secrets import read_secret
 
 
 @task(retries=1)
@@ -22,15 +23,26 @@ def export_step(config_json: str) -> dict:
     return summary
 
 
+@task(retries=2, retry_delay_seconds=30)
+def hub_step(config_json: str) -> str:
+    config = CurateConfig.model_validate_json(config_json)
+    settings = config.export
+    return push_to_hub(export_dir(config), settings.hub_repo, read_secret(settings.hub_token, "export.hub_token"),
+                       settings.hub_private)
+
+
 @flow(name="mix-and-export", log_prints=True)
 def mix_and_export(config_path: str) -> dict:
     """Export the labeled rows of CONFIG's run as train/validation/test Parquet shards with a data card."""
     config = load_config(config_path)
     summary = export_step(config.model_dump_json())
+    if config.export.hub_repo:
+        summary["hub_commit"] = hub_step(config.model_dump_json())
     create_table_artifact(summary.get("mixture", {}).get("report") or [{"lang": "-"}], key="export-mixture",
                           description="train mixture: target vs achieved share and epochs per language")
     create_markdown_artifact("\n".join([f"Exported {summary['rows']} labeled rows to `{export_dir(config)}`:"] + [
         f"- {name}: {s['rows']} rows in {len(s['files'])} file(s), {len(s['languages'])} languages"
-        for name, s in summary["splits"].items()] + [f"\nData card: `{summary['card']}`"]), key="export")
+        for name, s in summary["splits"].items()] + [f"\nData card: `{summary['card']}`"]
+        + ([f"Pushed to the Hub: {summary['hub_commit']}"] if "hub_commit" in summary else [])), key="export")
     get_run_logger().info("export: %s", {name: s["rows"] for name, s in summary["splits"].items()})
     return summary

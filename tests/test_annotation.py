@@ -22,7 +22,7 @@ from annotators.harvest import harvest, review_name
 from annotators.local_server import LocalArgilla
 from annotators.push import connect, push_batch, server_records
 from curation.active import BATCH_SCHEMA, load_pool, read_batches, round_dir, select_round, train_round
-from curation.config import AnnotationConfig, ConfigError, load_config
+from curation.config import AnnotationConfig, ConfigError, ExportConfig, load_config
 from curation.labels import RESPONSE_SCHEMA, check_responses, read_responses, resolve
 from curation.pipeline import LocalExecutor, run_pipeline
 
@@ -220,9 +220,11 @@ def test_a_label_the_student_contradicts_with_confidence_is_a_likely_error_until
         == "sports"
 
 
-def test_api_key_must_be_a_reference_never_the_key():
-    with pytest.raises(ValueError, match="never the key itself"):
+def test_secrets_must_be_references_never_the_secret():
+    with pytest.raises(ValueError, match="never the secret itself"):
         AnnotationConfig(api_key="argilla.apikey-1234")
+    with pytest.raises(ValueError, match="never the secret itself"):
+        ExportConfig(hub_token="hf_1234")
     with pytest.raises(ConfigError, match="UNSET_VAR"):
         connect(AnnotationConfig(api_url="http://127.0.0.1:1", api_key="env:UNSET_VAR"))
     assert np.isclose(AnnotationConfig().min_agreement, 0.6)

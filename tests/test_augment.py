@@ -208,7 +208,7 @@ def test_apertium_round_trip_on_sib_english(apertium, encoder, lid):
     assert sorted(r["id"] for r in again) == sorted(r["id"] for r in capped_acc)
 
     # A student that disagrees with the gold label rejects the row (only when check_label).
-    def student(texts):
+    def student(texts, langs):
         return ["science/technology"] * len(texts)
 
     lab_acc, _, labeled = back_translate(rows, apertium, AugmentConfig(max_synthetic_share=0.5), encoder,
@@ -230,7 +230,7 @@ def test_identity_translator_is_caught_as_a_copy(encoder, lid):
     for row in rejected:
         assert {"pivot_language", "high_similarity", "exact_duplicate"} <= set(row["reasons"])
         assert row["dup_of"] == row["parent_id"]
-    _, rejected, stats = back_translate(rows, Identity(), AugmentConfig(), encoder, lid, check_pivot_language=False)
+    _, rejected, stats = back_translate(rows, Identity(), AugmentConfig(check_pivot_language=False), encoder, lid)
     assert stats["reasons"] == {"high_similarity": N} and "pivot_language" not in stats["guards"]
 
 

@@ -51,6 +51,10 @@ def test_export_writes_leak_free_mixed_splits_and_a_card(curated):
             spans.setdefault(sentence[row["text"]], set()).add(split)
     crossing = sum(len(s) > 1 for s in spans.values())
     assert summary["leaks"] == 0
+    largest_group = len(VARIETIES)  # a sentence and its translations
+    for split, share in {"train": 0.6, "validation": 0.2, "test": 0.2}.items():
+        if split != "train":  # train is resampled by the mixture
+            assert abs(summary["splits"][split]["rows"] - share * summary["rows"]) <= largest_group
     assert crossing <= 0.1 * len(spans), crossing  # only translations semdedup did not flag can cross
     train = summary["splits"]["train"]
     assert len(train["files"]) == -(-train["rows"] // 50) and train["files"][0].startswith("data/train-00000-of-")
@@ -76,10 +80,12 @@ def sib_rows_all() -> list[dict]:
 def test_back_translations_join_train_only_and_are_counted_in_the_card(curated, tmp_path):
     if shutil.which("apertium") is None:
         pytest.skip("Debian's apertium is not installed (apt-get install apertium apertium-eng-spa)")
+    from curation.active import train_round
     from curation.card import write_card
     from curation.export import export
 
     config = load_config(curated)
+    train_round(config, 0)  # a student: its labels for the round trips are checked against the gold ones
     config = config.model_copy(update={
         "augment": config.augment.model_copy(update={"enabled": True, "max_synthetic_share": 0.2}),
         "export": config.export.model_copy(update={"output_dir": str(tmp_path / "out")})})
@@ -92,3 +98,66 @@ def test_back_translations_join_train_only_and_are_counted_in_the_card(curated, 
     assert (tmp_path / "out" / "augment_rejected.parquet").exists()
     card = write_card(config, summary, tmp_path / "out").read_text()
     assert f"Synthetic rows in train: {train['provenance']['synthetic']}" in card
+    assert "## Back-translation (apertium)" in card and "| eng_Latn |" in card  # per language and guard
+    english = stats["languages"]["eng_Latn"]
+    assert english["candidates"] == english["accepted"] + english["rejected"]
+    assert english["failed"]["synthetic_cap"] > 0 and set(english["failed"]) == set(stats["guards"])
+    assert stats["guards"]["label_changed"]["checked"] > 0
+
+
+@pytest.mark.slow
+def test_mix_and_export_flow_reruns_to_the_same_shards_and_copies_the_card(curated, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.testing.utilities import prefect_test_harness
+
+    from flows.export import mix_and_export
+
+    settings = yaml.safe_load(curated.read_text())
+    settings["export"].update(output_dir=str(tmp_path / "out"), card_dir=str(tmp_path / "data_cards"))
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(settings))
+    with prefect_test_harness(server_startup_timeout=120):
+        first = mix_and_export(str(config))
+        shards = {p.name: p.read_bytes() for p in (tmp_path / "out" / "data").iterdir()}
+        (tmp_path / "out" / "data" / next(iter(shards))).unlink()  # a lost shard comes back on rerun
+        second = mix_and_export(str(config))
+        with get_client(sync_client=True) as client:
+            keys = {a.key for a in client.read_artifacts() if a.key}
+    assert {"export", "export-mixture"} <= keys
+    assert first == second
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out" / "data").iterdir()} == shards
+    copy = tmp_path / "data_cards" / Path(settings["run_dir"]).name
+    assert (copy / "README.md").read_text() == (tmp_path / "out" / "README.md").read_text()
+    assert (copy / "card.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_hub_push_uploads_shards_card_and_numbers_only(curated, tmp_path):
+    """The Hub cannot be reached here: a recording stand-in for `HfApi` checks what would be sent."""
+    import fnmatch
+
+    from curation.export import export, push_to_hub
+
+    config = load_config(curated)
+    config = config.model_copy(update={"export": config.export.model_copy(update={"output_dir": str(tmp_path)})})
+    export(config)
+    (tmp_path / "augment_rejected.parquet").write_bytes(b"internal")
+
+    class RecordingApi:
+        def __init__(self):
+            self.calls = []
+
+        def create_repo(self, repo, **options):
+            self.calls.append(("create_repo", repo, options))
+
+        def upload_folder(self, **options):
+            self.calls.append(("upload_folder", options))
+            return "https://huggingface.co/datasets/team/sib/commit/0"
+
+    api = RecordingApi()
+    assert push_to_hub(tmp_path, "team/sib", "hf_secret", True, api).endswith("/commit/0")
+    (_, repo, created), (_, upload) = api.calls
+    assert repo == "team/sib" and created == {"repo_type": "dataset", "private": True, "exist_ok": True}
+    files = [str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if p.is_file()]
+    sent = {f for f in files if any(fnmatch.fnmatch(f, pattern) for pattern in upload["allow_patterns"])}
+    assert sent == set(files) - {"augment_rejected.parquet"} and any(f.startswith("data/train-") for f in sent)
+    assert upload["delete_patterns"] == ["data/*.parquet"]  # shards of an earlier, larger export go
