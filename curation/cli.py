@@ -10,6 +10,7 @@ import typer
 
 from annotators.cli import argilla_app
 from curation.config import ConfigError, CurateConfig, LidConfig, load_config
+from flows.cli import serve, server_app
 
 app = typer.Typer(help="Multilingual data curation: ingest, language ID, exact, near- and semantic-duplicate "
                        "removal, embedding coverage, Parquet shards with manifests and stats. "
@@ -258,3 +259,5 @@ def export_command(config: ConfigArg,
 
 
 app.add_typer(argilla_app, name="argilla")
+app.add_typer(server_app, name="server")
+app.command()(serve)

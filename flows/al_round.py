@@ -21,6 +21,7 @@ from curation.config import CurateConfig, load_config
 from curation.labels import answered_share
 from flows.annotation import harvest_step, push_step, report_harvest
 from flows.curate import RESULTS_DIR
+from flows.locks import run_dir_lock
 
 
 @task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
@@ -51,6 +52,11 @@ def al_round(config_path: str, push: bool = False, wait_s: float = 0) -> dict:
     """One round of active learning on the curated run of CONFIG; with `push` the batch goes to Argilla,
     and with `wait_s` > 0 the flow waits up to that long for annotators to answer it."""
     config = load_config(config_path)
+    with run_dir_lock(config):
+        return _round(config, push, wait_s)
+
+
+def _round(config: CurateConfig, push: bool, wait_s: float) -> dict:
     config_json, storage = config.model_dump_json(), Path(config.run_dir) / RESULTS_DIR
     number = current_round(config)
     metrics = train_step.with_options(result_storage=storage, task_run_name=f"train[round {number}]")(

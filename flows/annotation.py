@@ -16,6 +16,7 @@ from annotators.harvest import harvest as harvest_answers
 from annotators.push import connect, push_batch
 from curation.active import read_batches, round_dir
 from curation.config import CurateConfig, load_config
+from flows.locks import run_dir_lock
 from flows.secrets import read_secret
 
 
@@ -40,7 +41,8 @@ def harvest_step(config_json: str) -> dict:
 def annotate(config_path: str, number: int) -> dict:
     """Push round NUMBER's batch, with the student's suggestions, to the configured Argilla dataset."""
     config = load_config(config_path)
-    result = push_step(config.model_dump_json(), number)
+    with run_dir_lock(config):
+        result = push_step(config.model_dump_json(), number)
     create_markdown_artifact(f"Round {number}: {result['pushed']} records pushed to Argilla dataset "
                              f"`{result['dataset']}`; {result['on_server']} of them are on the server.",
                              key=f"annotate-round-{number}")
@@ -63,7 +65,8 @@ def report_harvest(stats: dict) -> None:
 def harvest(config_path: str) -> dict:
     """Pull every answer, merge the verified labels into the run, send disputed records to review."""
     config = load_config(config_path)
-    stats = harvest_step(config.model_dump_json())
+    with run_dir_lock(config):
+        stats = harvest_step(config.model_dump_json())
     report_harvest(stats)
     get_run_logger().info("harvest: %s", {k: v for k, v in stats.items() if k != "per_language"})
     return stats

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,14 +16,18 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 from prefect.futures import as_completed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.runtime import deployment
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from curation.config import CurateConfig, load_config
+from curation.config import CurateConfig, RunnerConfig, load_config
+from curation.drift import record
 from curation.ingest import input_files
-from curation.pipeline import STEPS, build_stage, run_pipeline, stage_names
+from curation.pipeline import DOWNSTREAM, STEPS, build_stage, run_pipeline, stage_names
 from curation.stages import GlobalStage
+from flows.locks import run_dir_lock
 
 RESULTS_DIR = ".prefect-results"
+DRIFT_HISTORY = "history/languages.jsonl"  # beside the run dirs: one line per curate run, with its deployment
 
 
 @task(cache_policy=INPUTS + TASK_SOURCE, persist_result=True)
@@ -40,7 +45,7 @@ class PrefectExecutor:
 
     def __init__(self, config: CurateConfig):
         self.config = config
-        self.config_json = config.model_dump_json(exclude={"active_learning"})  # cache keys: curation only
+        self.config_json = config.model_dump_json(exclude=DOWNSTREAM)  # cache keys: curation settings only
         self.fingerprints = {f.index: f.fingerprint() for f in input_files(config)}
         self.task = run_step.with_options(result_storage=Path(config.run_dir) / RESULTS_DIR)
         units = 1 + sum(2 if isinstance(build_stage(s, config), GlobalStage) else 1 for s in stage_names(config))
@@ -65,12 +70,34 @@ class PrefectExecutor:
             self.config_json, step, stage, shards).result()
 
 
-@flow(name="curate", task_runner=ThreadPoolTaskRunner(max_workers=os.cpu_count() or 2), log_prints=True)
+def task_runner(runner: RunnerConfig) -> TaskRunner:
+    """Threads (default), a Dask cluster by address, or a local Dask cluster of worker processes."""
+    workers = runner.workers or os.cpu_count() or 2
+    if runner.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=workers)
+    from prefect_dask import DaskTaskRunner
+
+    if runner.dask_address:
+        return DaskTaskRunner(address=runner.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": workers, "threads_per_worker": 1, "processes": True,
+                                          "dashboard_address": None})
+
+
+@flow(name="curate-shards", log_prints=True)
+def curate_shards(config_json: str) -> dict:
+    """Every step of every shard as a cached task on the configured task runner."""
+    config = CurateConfig.model_validate_json(config_json)
+    return run_pipeline(config, PrefectExecutor(config))
+
+
+@flow(name="curate", log_prints=True)
 def curate(config_path: str) -> dict:
     """Ingest → language ID → exact dedup → near dedup [→ embed → coverage → semdedup], shard by shard,
-    resumable."""
+    resumable; one flow at a time per run directory. Warns when the languages drifted since the
+    deployment's previous run."""
     config = load_config(config_path)
-    summary = run_pipeline(config, PrefectExecutor(config))
+    with run_dir_lock(config):
+        summary = curate_shards.with_options(task_runner=task_runner(config.runner))(config.model_dump_json())
     key = Path(config.run_dir).name.lower().replace("_", "-")
     create_table_artifact(summary["stages"], key=f"{key}-stages", description="rows per stage")
     create_markdown_artifact(summary["markdown"], key=f"{key}-report", description="curate report")
@@ -78,5 +105,26 @@ def curate(config_path: str) -> dict:
     coverage = Path(config.run_dir, "coverage", "report.md")
     if coverage.exists():
         create_markdown_artifact(coverage.read_text(), key=f"{key}-coverage", description="labeled coverage")
+    summary["drift"] = report_drift(config, key)
     get_run_logger().info("curated shards: %s", summary["output"])
     return {k: v for k, v in summary.items() if k != "markdown"}
+
+
+def report_drift(config: CurateConfig, key: str) -> dict | None:
+    """Compare the identified languages with the deployment's previous run; a warning artifact past the
+    threshold."""
+    name = deployment.name or "ad-hoc"
+    identified = json.loads((Path(config.run_dir) / "lid" / "stats.json").read_text())["languages"]
+    drift = record(Path(config.run_dir).parent / DRIFT_HISTORY, name, identified)
+    if drift is None:
+        return None
+    moved = drift["total_variation"] > config.schedule.drift_threshold
+    top = ", ".join(f"{m['lang']} {m['previous_share']:.1%} → {m['share']:.1%}" for m in drift["languages"][:5])
+    create_markdown_artifact(
+        f"{'**Warning: language drift.** ' if moved else ''}Total variation {drift['total_variation']:.3f} against "
+        f"the run of {drift['previous_at']} (threshold {config.schedule.drift_threshold}). Largest moves: {top}.",
+        key=f"{key}-drift", description="language distribution against the previous run of this deployment")
+    if moved:
+        get_run_logger().warning("language drift %.3f > %.3f: %s", drift["total_variation"],
+                                 config.schedule.drift_threshold, top)
+    return drift

@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from curation.card import write_card
 from curation.config import CurateConfig, load_config
 from curation.export import export, export_dir, push_to_hub
+from flows.locks import run_dir_lock
 from flows.secrets import read_secret
 
 
@@ -35,7 +36,8 @@ def hub_step(config_json: str) -> str:
 def mix_and_export(config_path: str) -> dict:
     """Export the labeled rows of CONFIG's run as train/validation/test Parquet shards with a data card."""
     config = load_config(config_path)
-    summary = export_step(config.model_dump_json())
+    with run_dir_lock(config):
+        summary = export_step(config.model_dump_json())
     if config.export.hub_repo:
         summary["hub_commit"] = hub_step(config.model_dump_json())
     create_table_artifact(summary.get("mixture", {}).get("report") or [{"lang": "-"}], key="export-mixture",

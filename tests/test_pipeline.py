@@ -157,3 +157,13 @@ def test_flow_publishes_artifacts(tmp_path):
     assert not batches[0] & batches[1]  # a pending batch is not selected again
     assert set(first["batch"]["languages"]) <= {"spa_Latn", "arb_Arab", "und", "eng_Latn"}
     assert {"progress", "table", "markdown"} <= kinds  # a link artifact is stored as markdown
+
+
+def test_a_run_directory_refuses_changed_inputs(tmp_path):
+    _corpus(tmp_path, varieties=2, per_variety=10)
+    config = load_config(write_config(tmp_path, sources=_sources(tmp_path)))
+    run_pipeline(config, LocalExecutor(config, progress=False))
+    run_pipeline(config, LocalExecutor(config, progress=False))  # same inputs: resumes (nothing to do)
+    write_jsonl(tmp_path / "in" / "tweets.jsonl", xlmt_rows("french", 20))
+    with pytest.raises(ConfigError, match="other input files"):
+        run_pipeline(config, LocalExecutor(config, progress=False))

@@ -1,0 +1,121 @@
+"""A real Prefect server: deployments served by `curate serve` and triggered, the run-directory lock,
+language drift between two runs of a deployment, and the curate flow on a 2-worker Dask cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from conftest import sib_corpus, write_config, write_jsonl, xlmt_rows
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from curation.config import load_config
+from curation.daemons import free_ports
+from flows.server import PrefectServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def api_url(tmp_path_factory) -> str:
+    server = PrefectServer(tmp_path_factory.mktemp("prefect-server"), port=free_ports(1)[0])
+    try:
+        yield server.up()["api_url"]
+    finally:
+        server.down()
+    assert not server.answers()
+
+
+def _config(folder: Path, **overrides) -> Path:
+    write_jsonl(folder / "in" / "sib.jsonl", sib_corpus(["eng_Latn", "fra_Latn", "hin_Deva"], 40))
+    return write_config(folder, shard_rows=40, sources=[
+        {"name": "sib", "path": str(folder / "in" / "*.jsonl"), "label_column": "label"}], **overrides)
+
+
+def _shards(run_dir: Path, stage: str) -> dict[str, list]:
+    return {p.name: pq.read_table(p, columns=["id", "text", "lang"]).to_pylist()
+            for p in sorted((run_dir / stage).glob("part-*.parquet"))}
+
+
+def test_served_deployments_run_on_schedule_settings_and_warn_on_drift(api_url, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.deployments import run_deployment
+
+    config = _config(tmp_path, schedule={"name": "nightly", "curate": "0 2 * * *", "harvest": None,
+                                         "timezone": "Europe/Paris", "drift_threshold": 0.1})
+    env = {**os.environ, "PREFECT_API_URL": api_url}
+    serve = subprocess.Popen([str(Path(sys.executable).parent / "curate"), "serve", str(config)], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as client:
+            deadline = time.monotonic() + 120
+            while not {d.name for d in client.read_deployments()} and time.monotonic() < deadline:
+                assert serve.poll() is None, serve.stdout.read()
+                time.sleep(1)
+            deployments = {client.read_flow(d.flow_id).name: d for d in client.read_deployments()}
+            assert set(deployments) == {"curate", "al-round", "harvest", "mix-and-export"}
+            nightly = deployments["curate"]
+            assert nightly.name == "nightly" and [s.schedule.cron for s in nightly.schedules] == ["0 2 * * *"]
+            assert nightly.schedules[0].schedule.timezone == "Europe/Paris"
+            assert deployments["harvest"].schedules == [] and deployments["al-round"].parameters["push"] is True
+
+            first = run_deployment("curate/nightly", timeout=300, poll_interval=2)
+            assert first.state.is_completed(), first.state
+            run_dir = Path(load_config(config).run_dir)
+            assert sum(len(rows) for rows in _shards(run_dir, "near_dedup").values()) == 120
+            # The next night's input is mostly Hindi and goes to a new run directory: the second run warns.
+            write_jsonl(tmp_path / "in" / "more.jsonl", sib_corpus(["hin_Deva"], 150)[40:])
+            config.write_text(config.read_text().replace(str(run_dir), str(run_dir) + "-night-2"))
+            second = run_deployment("curate/nightly", timeout=300, poll_interval=2)
+            assert second.state.is_completed(), second.state
+            drift = [a.data for a in client.read_artifacts() if (a.key or "").endswith("-drift")]
+    finally:
+        serve.terminate()
+        serve.wait(30)
+    assert len(drift) == 1 and "**Warning: language drift.**" in drift[0] and "hin_Deva 33.3% → " in drift[0]
+
+
+def test_two_flows_never_hold_one_run_directory_at_once(api_url, tmp_path):
+    from flows.locks import run_dir_lock
+
+    config = load_config(_config(tmp_path))
+    events: list[tuple[str, str]] = []
+
+    def hold(name: str) -> None:
+        with run_dir_lock(config):
+            events.append((name, "in"))
+            time.sleep(1.5)
+            events.append((name, "out"))
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        threads = [threading.Thread(target=hold, args=(name,)) for name in ("a", "b")]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(120)
+    assert len(events) == 4 and [kind for _, kind in events] == ["in", "out", "in", "out"], events
+    assert events[0][0] == events[1][0] != events[2][0]
+
+
+def test_curate_on_a_two_worker_dask_cluster_writes_the_same_shards(api_url, tmp_path):
+    from flows.curate import curate
+
+    write_jsonl(tmp_path / "in" / "tweets.jsonl", xlmt_rows("spanish", 60) + xlmt_rows("arabic", 60))
+    results = {}
+    for runner in ("threads", "dask"):
+        folder = tmp_path / runner
+        write_jsonl(folder / "in" / "sib.jsonl", sib_corpus(["eng_Latn", "spa_Latn", "zho_Hans"], 50) * 2)
+        config = write_config(folder, shard_rows=50, runner={"task_runner": runner, "workers": 2}, sources=[
+            {"name": "sib", "path": str(folder / "in" / "sib.jsonl"), "label_column": "label"},
+            {"name": "tweets", "path": str(tmp_path / "in" / "tweets.jsonl"), "label_column": "label"}])
+        with temporary_settings({PREFECT_API_URL: api_url}):
+            curate(str(config))
+        results[runner] = {stage: _shards(folder / "run", stage) for stage in ("lid", "exact_dedup", "near_dedup")}
+    assert results["dask"] == results["threads"]
+    assert len(results["dask"]["near_dedup"]) > 1 and sum(map(len, results["dask"]["near_dedup"].values())) < 390
