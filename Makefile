@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean argilla-venv argilla-up argilla-down
+.PHONY: install demo test lint bench bench-al clean argilla-venv argilla-up argilla-down
 
 # torch first and pinned: pip takes the local CPU wheel; a bare requirement pulls a CUDA build.
 $(STAMP): pyproject.toml constraints.txt
@@ -35,9 +35,22 @@ test: install argilla-venv
 	$(BIN)/ruff check .
 	$(BIN)/pytest
 
+# Every side-by-side measurement, then the README's summary table (bench/readme.py). About 25 min on 2 cores.
 bench: install
-	$(BIN)/python bench/dedup_bench.py
 	$(BIN)/python bench/lid_bench.py
+	$(BIN)/python bench/dedup_bench.py
+	$(BIN)/python bench/dedup_scale.py
+	$(BIN)/python bench/embed_bench.py
+	$(BIN)/python bench/coverage_bench.py
+	$(BIN)/python bench/translation_bench.py
+	$(BIN)/python bench/e2e_bench.py
+	$(BIN)/python bench/gpu_bench.py
+	$(BIN)/python bench/readme.py
+
+# The active-learning simulations (3 seeds, SIB-200 and XLM-T): about an hour on 2 cores.
+bench-al: install
+	$(BIN)/python bench/al_bench.py
+	$(BIN)/python bench/readme.py
 
 clean:
 	rm -rf runs .pytest_cache

@@ -72,7 +72,10 @@ def run_ours(corpus: list[dict], threshold: float, work: Path, shard_rows: int =
     start = time.perf_counter()  # input shards written; time the dedup itself
     for path in shards:
         stage.index_shard(path)
-    stage.plan([p.stem for p in shards])
+    names = [p.stem for p in shards]
+    for part in stage.partitions():
+        stage.bucket(names, part)
+    stage.plan(names)
     seconds = time.perf_counter() - start
     removed = {r["id"]: r["dup_of"] for p in shards for r in pq.read_table(stage.decisions_path(p.stem)).to_pylist()}
     return {"removed": removed, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}

@@ -62,6 +62,8 @@ def dedup(folder: Path, shards: list[str]) -> dict:
     for shard in shards:
         stage.index_shard(folder / f"{shard}.parquet")
     index_s = time.perf_counter() - start
+    for part in stage.partitions():
+        stage.bucket(shards, part)
     summary = stage.plan(shards)
     total_s = time.perf_counter() - start
     return {**summary, "index_seconds": round(index_s, 1), "plan_seconds": round(total_s - index_s, 1),

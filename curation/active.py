@@ -25,6 +25,7 @@ from curation.config import CurateConfig
 from curation.embed import load_vectors, shared_embedder
 from curation.evaluation import evaluate
 from curation.labels import verified_labels
+from curation.report import plt, save_figure
 from curation.shards import atomic_write_json, write_parquet
 from curation.strategies import Pool, select
 from curation.student import EncoderStudent, HeadStudent, cv_accuracy_by_language, load_student
@@ -143,6 +144,31 @@ def _inputs(student: HeadStudent | EncoderStudent, rows: np.ndarray) -> np.ndarr
 def _load_student(folder: Path) -> tuple[HeadStudent | EncoderStudent, list[str]]:
     saved = torch.load(folder / "student.pt", weights_only=False)
     return load_student(saved, len(saved["classes"])), saved["classes"]
+
+
+def metric_history(config: CurateConfig) -> list[dict]:
+    """Per round and language: labels so far and the student's held-out accuracy and macro-F1."""
+    rows = []
+    for path in sorted((Path(config.run_dir) / AL_DIR).glob("round-*/metrics.json")):
+        metrics = json.loads(path.read_text())
+        scores = metrics.get("validation", {}).get("per_language", {})
+        rows += [{"round": metrics["round"], "lang": lang, "labels": n,
+                  **{k: round(v, 4) for k, v in scores.get(lang, {}).items() if k != "n"}}
+                 for lang, n in metrics["labels_per_language"].items()]
+    return rows
+
+
+def plot_history(rows: list[dict], path: Path) -> None:
+    """Held-out accuracy per language across rounds (one line each)."""
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for lang in sorted({r["lang"] for r in rows}):
+        points = [(r["round"], r["accuracy"]) for r in rows if r["lang"] == lang and "accuracy" in r]
+        if points:
+            ax.plot(*zip(*points), marker="o", label=lang)
+    ax.set(xlabel="round", ylabel="held-out accuracy", title="student accuracy per language across rounds")
+    if ax.lines:
+        ax.legend(fontsize="small", ncol=2)
+    save_figure(fig, path)
 
 
 def latest_labeler(config: CurateConfig) -> Callable[[list[str], list[str]], list[str]] | None:

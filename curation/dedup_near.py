@@ -9,8 +9,10 @@
   comes from the banding and precision from the verification.
 * Clusters: connected components of the verified pairs; the keep policy picks one per cluster.
 
-Memory: signatures and band hashes are spilled per shard to `_work/`; the plan holds band hashes
-(8 bytes × bands per document) and reads signatures from a memory-mapped file.
+Scale: signatures and band hashes are spilled per shard to `_work/index/`. Candidates are then found
+band by band, each band an independent step (`bucket`, run in parallel by the executor) holding
+one 8-byte hash per document and writing its candidate pairs to `_work/pairs/`. The plan merges
+the pairs, verifies them against signatures read from a memory-mapped file, and clusters.
 """
 
 from __future__ import annotations
@@ -145,12 +147,24 @@ class NearDedupStage(DedupStage):
         merged.flush()
         return np.load(path, mmap_mode="r")
 
-    def _verified_edges(self, shards: list[str], signatures: np.ndarray) -> tuple[np.ndarray, int]:
-        bands = np.concatenate([np.load(self.work_dir / "index" / f"{s}.bands.npy") for s in shards])
-        n = len(bands)
-        keys = np.unique(np.concatenate(  # a pair (i, j) as one int64 key, deduplicated across bands
-            [pairs[:, 0] * n + pairs[:, 1] for b in range(bands.shape[1])
-             for pairs in [candidate_pairs(bands[:, b], self.config.max_bucket_pairs)]]))
+    def partitions(self) -> list[int]:
+        return list(range(self.config.bands))
+
+    def bucket(self, shards: list[str], part: int) -> None:
+        """Candidate pairs of one band: documents whose hash of that band is equal."""
+        band = np.concatenate([np.load(self.work_dir / "index" / f"{s}.bands.npy", mmap_mode="r")[:, part]
+                               for s in shards])
+        pairs = candidate_pairs(band, self.config.max_bucket_pairs) if len(band) else np.empty((0, 2), np.int64)
+        folder = self.work_dir / "pairs"
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f"band-{part:03d}.tmp.npy"
+        np.save(tmp, pairs[:, 0] * len(band) + pairs[:, 1])  # a pair (i, j) as one int64 key
+        tmp.replace(folder / f"band-{part:03d}.npy")
+
+    def _verified_edges(self, signatures: np.ndarray) -> tuple[np.ndarray, int]:
+        n = len(signatures)
+        keys = np.unique(np.concatenate(  # deduplicated across bands
+            [np.load(self.work_dir / "pairs" / f"band-{b:03d}.npy") for b in self.partitions()]))
         candidates = np.stack([keys // n, keys % n], axis=1)
         keep = []
         for start in range(0, len(candidates), _EDGE_CHUNK):
@@ -167,7 +181,7 @@ class NearDedupStage(DedupStage):
             self.write_decisions(shards, shard_of, meta.column("id").combine_chunks(), pa.nulls(0, pa.string()))
             return {"rows": 0, "duplicates": 0}
         signatures = self._all_signatures(shards, n)
-        edges, n_candidates = self._verified_edges(shards, signatures)
+        edges, n_candidates = self._verified_edges(signatures)
         graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(n, n))
         _, cluster = connected_components(graph, directed=False)
         preference = {"longest": -meta.column("n_chars").to_numpy(), "score": -meta.column("score").to_numpy()}

@@ -100,6 +100,12 @@ def step_index(config: CurateConfig, stage: str, shard: str) -> None:
     global_stage.index_shard(Path(config.run_dir) / previous_stage(config, stage) / f"{shard}.parquet")
 
 
+def step_bucket(config: CurateConfig, stage: str, part: int) -> None:
+    global_stage = build_stage(stage, config)
+    assert isinstance(global_stage, GlobalStage)
+    global_stage.bucket(finished_shards(config, previous_stage(config, stage)), part)
+
+
 def step_plan(config: CurateConfig, stage: str, shards: list[str]) -> dict:
     global_stage = build_stage(stage, config)
     assert isinstance(global_stage, GlobalStage)
@@ -116,7 +122,7 @@ def step_finalize(config: CurateConfig, stage: str, shards: list[str]) -> dict:
     return finalize_stage(Path(config.run_dir) / stage, stage, shards)
 
 
-STEPS: dict[str, Callable] = {"ingest": step_ingest, "index": step_index, "plan": step_plan,
+STEPS: dict[str, Callable] = {"ingest": step_ingest, "index": step_index, "bucket": step_bucket, "plan": step_plan,
                               "apply": step_apply, "finalize": step_finalize}
 
 
@@ -136,8 +142,10 @@ def run_ingest(config: CurateConfig, executor: Executor) -> tuple[list[str], dic
 
 
 def run_stage(config: CurateConfig, stage: str, executor: Executor, shards: list[str]) -> dict:
-    if isinstance(build_stage(stage, config), GlobalStage):
+    if isinstance(global_stage := build_stage(stage, config), GlobalStage):
         executor.map("index", stage, shards)
+        if parts := global_stage.partitions():
+            executor.map("bucket", stage, parts)
         executor.call("plan", stage, shards)
     executor.map("apply", stage, shards)
     return executor.call("finalize", stage, shards)

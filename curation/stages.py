@@ -62,6 +62,15 @@ class GlobalStage(Stage):
         shard_of = np.repeat(np.arange(len(shards)), [t.num_rows for t in tables])
         return pa.concat_tables(tables), shard_of
 
+    def partitions(self) -> list[int]:
+        """Independent parts of the global work that can run in parallel between indexing and the plan
+        (e.g. one per LSH band); none by default."""
+        return []
+
+    def bucket(self, shards: list[str], part: int) -> None:
+        """Do one partition's work over every shard's index and persist it for `plan`."""
+        raise NotImplementedError(f"{self.name} has no partitions")
+
     @abstractmethod
     def plan(self, shards: list[str]) -> dict:
         """Decide globally from all indexes; persist per-shard decisions; return a summary."""

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import INPUTS, TASK_SOURCE
 
-from curation.active import current_round, select_round, train_round
+from curation.active import AL_DIR, current_round, metric_history, plot_history, select_round, train_round
 from curation.config import CurateConfig, load_config
 from curation.labels import answered_share
 from flows.annotation import harvest_step, push_step, report_harvest
@@ -70,6 +70,12 @@ def _round(config: CurateConfig, push: bool, wait_s: float) -> dict:
     create_markdown_artifact(f"Round {number}: {metrics['labeled']} labels so far; next batch "
                              f"{batch['batch']} records by language {batch.get('languages')} at `{batch['path']}`.",
                              key=f"al-round-{number}-batch")
+    history = metric_history(config)
+    plot_history(history, Path(config.run_dir) / AL_DIR / "history.png")
+    create_table_artifact(history or [{"round": number}], key="al-history",
+                          description="per round and language: labels, held-out accuracy and macro-F1")
+    create_link_artifact((Path(config.run_dir) / AL_DIR / "history.png").resolve().as_uri(),
+                         link_text="accuracy per language across rounds")
     get_run_logger().info("round %d: batch of %d written to %s", number, batch["batch"], batch["path"])
     result = {"round": number, "metrics": metrics, "batch": batch}
     if push or wait_s > 0:

@@ -57,7 +57,7 @@ def serve(config: Annotated[Path, typer.Argument(help="YAML config; its `schedul
 
     Needs a Prefect server that outlives this process: `curate server up` and export the
     PREFECT_API_URL it prints (or point at your own server). One run at a time per deployment, and
-    one flow at a time per run directory (a global concurrency limit)."""
+    one flow at a time per run directory (a lock file in it)."""
     if not os.environ.get("PREFECT_API_URL"):
         typer.secho("PREFECT_API_URL is unset: run `curate server up` and export the URL it prints", fg="red",
                     err=True)

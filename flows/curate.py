@@ -48,7 +48,9 @@ class PrefectExecutor:
         self.config_json = config.model_dump_json(exclude=DOWNSTREAM)  # cache keys: curation settings only
         self.fingerprints = {f.index: f.fingerprint() for f in input_files(config)}
         self.task = run_step.with_options(result_storage=Path(config.run_dir) / RESULTS_DIR)
-        units = 1 + sum(2 if isinstance(build_stage(s, config), GlobalStage) else 1 for s in stage_names(config))
+        stages = [build_stage(s, config) for s in stage_names(config)]
+        units = 1 + sum(1 + isinstance(s, GlobalStage) + bool(isinstance(s, GlobalStage) and s.partitions())
+                        for s in stages)
         self.unit = 100.0 / units
         self.done = 0.0
         self.progress_id = create_progress_artifact(0.0, description=f"curate {config.run_dir}")

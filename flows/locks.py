@@ -1,29 +1,39 @@
-"""One flow at a time per run directory, across deployments, workers and machines that share the
-Prefect API: curate, al-round, harvest and mix-and-export all write under the run directory."""
+"""One flow at a time per run directory: curate, al-round, annotate, harvest and mix-and-export all
+write under it, whichever deployment, worker or shell started them.
+
+An exclusive `flock` on `<run_dir>/.lock`: the kernel releases it the moment its holder exits,
+killed or not, so a crashed run never blocks its rerun (a Prefect global concurrency limit keeps
+a killed holder's slot until its lease lapses and a server reaper runs, which the ephemeral API
+never does). It holds wherever the run directory is: on local disk, or on a shared filesystem
+with working locks for runs started from several machines.
+"""
 
 from __future__ import annotations
 
+import fcntl
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 
-import xxhash
-from prefect.client.orchestration import get_client
-from prefect.concurrency.sync import concurrency
-from prefect.exceptions import ObjectAlreadyExists
+from prefect.logging import get_logger
 
 from curation.config import CurateConfig
 
-
-def lock_name(config: CurateConfig) -> str:
-    return f"run-dir-{xxhash.xxh3_64_hexdigest(str(Path(config.run_dir).resolve()).encode())}"
+logger = get_logger("curation.locks")
 
 
 @contextmanager
 def run_dir_lock(config: CurateConfig) -> Iterator[None]:
-    """Hold the run directory's global concurrency slot (limit 1); a second flow waits for it."""
-    name = lock_name(config)
-    with get_client(sync_client=True) as client, suppress(ObjectAlreadyExists):  # another flow made it first
-        client.upsert_global_concurrency_limit_by_name(name, 1)
-    with concurrency(name, occupy=1, strict=True):
-        yield
+    """Hold the run directory's lock; a second flow waits for it (and says so)."""
+    path = Path(config.run_dir) / ".lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("another flow is writing %s: waiting for it to finish", config.run_dir)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -134,6 +134,7 @@ def test_mix_and_export_flow_reruns_to_the_same_shards_and_copies_the_card(curat
 def test_hub_push_uploads_shards_card_and_numbers_only(curated, tmp_path):
     """The Hub cannot be reached here: a recording stand-in for `HfApi` checks what would be sent."""
     import fnmatch
+    import inspect
 
     from curation.export import export, push_to_hub
 
@@ -142,14 +143,18 @@ def test_hub_push_uploads_shards_card_and_numbers_only(curated, tmp_path):
     export(config)
     (tmp_path / "augment_rejected.parquet").write_bytes(b"internal")
 
-    class RecordingApi:
+    from huggingface_hub import HfApi
+
+    class RecordingApi:  # each call is bound to the real HfApi method's signature
         def __init__(self):
             self.calls = []
 
         def create_repo(self, repo, **options):
+            inspect.signature(HfApi.create_repo).bind(self, repo, **options)
             self.calls.append(("create_repo", repo, options))
 
         def upload_folder(self, **options):
+            inspect.signature(HfApi.upload_folder).bind(self, **options)
             self.calls.append(("upload_folder", options))
             return "https://huggingface.co/datasets/team/sib/commit/0"
 

@@ -17,6 +17,7 @@ import pytest
 from conftest import ROOT, sib_corpus, write_config, write_jsonl, xlmt_rows
 from typer.testing import CliRunner
 
+from curation.active import metric_history
 from curation.cli import app
 from curation.config import ConfigError, load_config
 from curation.pipeline import LocalExecutor, run_pipeline
@@ -151,7 +152,11 @@ def test_flow_publishes_artifacts(tmp_path):
             kinds = {a.type for a in client.read_artifacts()}
     assert [s["stage"] for s in summary["stages"]] == [
         "ingest", "lid", "exact_dedup", "near_dedup", "embed", "coverage", "semdedup"]
-    assert {"run-stages", "run-report", "run-coverage", "al-round-0", "al-round-1"} <= keys
+    assert {"run-stages", "run-report", "run-coverage", "al-round-0", "al-round-1", "al-history"} <= keys
+    history = metric_history(load_config(config))
+    assert {r["round"] for r in history} == {0, 1}
+    assert all(any("accuracy" in r for r in history if r["round"] == n) for n in (0, 1))  # held-out scores
+    assert (Path(load_config(config).run_dir) / "al" / "history.png").read_bytes()[:4] == b"\x89PNG"
     assert (first["round"], second["round"]) == (0, 1) and first["batch"]["batch"] == 20
     batches = [set(pq.read_table(r["batch"]["path"])["id"].to_pylist()) for r in (first, second)]
     assert not batches[0] & batches[1]  # a pending batch is not selected again

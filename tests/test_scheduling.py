@@ -1,5 +1,5 @@
-"""A real Prefect server: deployments served by `curate serve` and triggered, the run-directory lock,
-language drift between two runs of a deployment, and the curate flow on a 2-worker Dask cluster."""
+"""A real Prefect server: deployments served by `curate serve` and triggered, language drift between
+two runs of a deployment, the curate flow on a 2-worker Dask cluster; and the run-directory lock."""
 
 from __future__ import annotations
 
@@ -18,8 +18,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from curation.config import load_config
 from curation.daemons import free_ports
 from flows.server import PrefectServer
-
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +41,7 @@ def _shards(run_dir: Path, stage: str) -> dict[str, list]:
             for p in sorted((run_dir / stage).glob("part-*.parquet"))}
 
 
+@pytest.mark.slow
 def test_served_deployments_run_on_schedule_settings_and_warn_on_drift(api_url, tmp_path):
     from prefect.client.orchestration import get_client
     from prefect.deployments import run_deployment
@@ -81,7 +80,7 @@ def test_served_deployments_run_on_schedule_settings_and_warn_on_drift(api_url, 
     assert len(drift) == 1 and "**Warning: language drift.**" in drift[0] and "hin_Deva 33.3% → " in drift[0]
 
 
-def test_two_flows_never_hold_one_run_directory_at_once(api_url, tmp_path):
+def test_two_flows_never_hold_one_run_directory_at_once_and_a_killed_holder_frees_it(tmp_path):
     from flows.locks import run_dir_lock
 
     config = load_config(_config(tmp_path))
@@ -93,16 +92,27 @@ def test_two_flows_never_hold_one_run_directory_at_once(api_url, tmp_path):
             time.sleep(1.5)
             events.append((name, "out"))
 
-    with temporary_settings({PREFECT_API_URL: api_url}):
-        threads = [threading.Thread(target=hold, args=(name,)) for name in ("a", "b")]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(120)
-    assert len(events) == 4 and [kind for _, kind in events] == ["in", "out", "in", "out"], events
+    threads = [threading.Thread(target=hold, args=(name,)) for name in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert [kind for _, kind in events] == ["in", "out", "in", "out"], events
     assert events[0][0] == events[1][0] != events[2][0]
 
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from curation.config import load_config; "
+                               "from flows.locks import run_dir_lock\n"
+                               f"with run_dir_lock(load_config({str(_config(tmp_path))!r})):\n"
+                               "    print('held', flush=True); time.sleep(600)"], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    holder.kill()
+    holder.wait()
+    started = time.monotonic()
+    with run_dir_lock(config):
+        assert time.monotonic() - started < 5  # freed at once by the holder's death
 
+
+@pytest.mark.slow
 def test_curate_on_a_two_worker_dask_cluster_writes_the_same_shards(api_url, tmp_path):
     from flows.curate import curate
 
