@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import fsspec
 import yaml
@@ -324,6 +326,22 @@ class ScheduleConfig(_Strict):
     name: str | None = Field(None, description="deployment name (default: the run directory's name)")
     drift_threshold: float = Field(0.1, gt=0, le=1, description="warn when the language distribution moved "
                                    "more than this (total variation) since the deployment's previous run")
+
+    @field_validator("curate", "al_round", "harvest", "mix_and_export")
+    @classmethod
+    def _five_cron_fields(cls, cron: str | None) -> str | None:
+        if cron is not None and not re.fullmatch(r"\s*[\w*/,?-]+(\s+[\w*/,?-]+){4}\s*", cron):
+            raise ValueError(f"not a cron line (minute hour day month weekday): {cron!r}")
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError) as err:
+            raise ValueError(f"unknown time zone {name!r}") from err
+        return name
 
 
 class RunnerConfig(_Strict):

@@ -23,7 +23,7 @@ from curation.config import CurateConfig, RunnerConfig, load_config
 from curation.drift import record
 from curation.ingest import input_files
 from curation.pipeline import DOWNSTREAM, STEPS, build_stage, run_pipeline, stage_names
-from curation.stages import GlobalStage
+from curation.stages import GlobalStage, Stage
 from flows.locks import run_dir_lock
 
 RESULTS_DIR = ".prefect-results"
@@ -48,9 +48,7 @@ class PrefectExecutor:
         self.config_json = config.model_dump_json(exclude=DOWNSTREAM)  # cache keys: curation settings only
         self.fingerprints = {f.index: f.fingerprint() for f in input_files(config)}
         self.task = run_step.with_options(result_storage=Path(config.run_dir) / RESULTS_DIR)
-        stages = [build_stage(s, config) for s in stage_names(config)]
-        units = 1 + sum(1 + isinstance(s, GlobalStage) + bool(isinstance(s, GlobalStage) and s.partitions())
-                        for s in stages)
+        units = 1 + sum(_mapped_steps(build_stage(s, config)) for s in stage_names(config))
         self.unit = 100.0 / units
         self.done = 0.0
         self.progress_id = create_progress_artifact(0.0, description=f"curate {config.run_dir}")
@@ -70,6 +68,11 @@ class PrefectExecutor:
     def call(self, step: str, stage: str, shards: list[str]) -> dict:
         return self.task.with_options(task_run_name=f"{stage}.{step}").submit(
             self.config_json, step, stage, shards).result()
+
+
+def _mapped_steps(stage: Stage) -> int:
+    """Progress units of a stage: apply; for a global stage also index, and bucket when partitioned."""
+    return 1 + (isinstance(stage, GlobalStage) and 1 + bool(stage.partitions()))
 
 
 def task_runner(runner: RunnerConfig) -> TaskRunner:

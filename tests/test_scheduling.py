@@ -129,3 +129,11 @@ def test_curate_on_a_two_worker_dask_cluster_writes_the_same_shards(api_url, tmp
         results[runner] = {stage: _shards(folder / "run", stage) for stage in ("lid", "exact_dedup", "near_dedup")}
     assert results["dask"] == results["threads"]
     assert len(results["dask"]["near_dedup"]) > 1 and sum(map(len, results["dask"]["near_dedup"].values())) < 390
+
+
+def test_schedule_settings_are_checked_up_front(tmp_path):
+    from curation.config import ConfigError
+
+    for schedule, message in [({"curate": "nightly"}, "not a cron line"), ({"timezone": "Mars/Base"}, "time zone")]:
+        with pytest.raises(ConfigError, match=message):
+            load_config(_config(tmp_path, schedule=schedule))
