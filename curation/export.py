@@ -7,14 +7,15 @@ that `datasets.load_dataset("parquet", ...)` reads, and a data card beside them.
 Splits are drawn per group, never per row: a record and every translation the semdedup stage
 flagged for it form one group (near and exact duplicates were already dropped upstream), so no
 sentence reaches validation or test through a translation of it in train. Groups go to splits in
-hash order until each split holds its share of rows. Only train is mixed
-(temperature or UniMax over languages): validation and test keep their natural shares.
+hash order until each split holds its share of rows. Only train is mixed (temperature or UniMax
+over languages): validation and test keep their natural shares. The export streams (see `export`).
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,29 +33,31 @@ from curation.shards import atomic_write_json, write_parquet
 HUB_FILES = ["data/*.parquet", "README.md", "card.png", "export.json"]  # not the rejected back-translations
 EXPORT_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("label", pa.string()),
                            ("lang", pa.string()), ("source", pa.string()), ("label_provenance", pa.string())])
+PLAN_SCHEMA = pa.schema([("id", pa.string()), ("label", pa.string()), ("lang", pa.string()),
+                         ("label_provenance", pa.string())])
 
 
 def export_dir(config: CurateConfig) -> Path:
     return Path(config.export.output_dir or Path(config.run_dir) / "export")
 
 
-def labeled_rows(config: CurateConfig) -> tuple[pa.Table, list[list[str]]]:
-    """The pool stage's rows with a label (from the source, or verified by annotators), and each row's
-    flagged translations."""
+def pool_rows(config: CurateConfig, text: bool) -> Iterator[tuple[pa.Table, list[list[str]]]]:
+    """The pool stage's exported rows, shard by shard: a label from the source or verified by
+    annotators (unlabeled rows only without `only_labeled`), its provenance, and its flagged
+    translations. Without `text`, the small columns the splits and the mixture are planned from."""
     verified = verified_labels(config.run_dir)
-    rows, links = [], []
     for path in sorted((Path(config.run_dir) / config.active_learning.pool_stage).glob("part-*.parquet")):
         names = pq.read_schema(path).names
-        columns = ["id", "text", "label", "lang", "source"] + ["translations"] * ("translations" in names)
+        columns = ["id", "label", "lang"] + ["text", "source"] * text + ["translations"] * ("translations" in names)
+        rows = []
         for row in pq.read_table(path, columns=columns).to_pylist():
             provenance = "source" if row["label"] is not None else "human" if row["id"] in verified else None
             if provenance is None and config.export.only_labeled:
                 continue
-            label = row["label"] if row["label"] is not None else verified.get(row["id"])
-            rows.append({**{k: row[k] for k in ("id", "text", "lang", "source")}, "label": label,
+            rows.append({**row, "label": row["label"] if row["label"] is not None else verified.get(row["id"]),
                          "label_provenance": provenance})
-            links.append(row.get("translations") or [])
-    return pa.Table.from_pylist(rows, EXPORT_SCHEMA), links
+        schema = EXPORT_SCHEMA if text else PLAN_SCHEMA
+        yield pa.Table.from_pylist(rows, schema), [row.get("translations") or [] for row in rows]
 
 
 def groups(ids: list[str], links: list[list[str]]) -> np.ndarray:
@@ -84,14 +87,46 @@ def assign_splits(ids: list[str], component: np.ndarray, fractions: dict[str, fl
     return np.array([split_of[c] for c in component.tolist()], dtype=object)
 
 
-def write_split(table: pa.Table, folder: Path, split: str, shard_rows: int) -> list[Path]:
-    count = max(1, -(-len(table) // shard_rows))
-    for old in folder.glob(f"{split}-*.parquet"):  # a rerun with another shard count leaves no stale file
-        old.unlink()
-    paths = [folder / f"{split}-{k:05d}-of-{count:05d}.parquet" for k in range(count)]
-    for k, path in enumerate(paths):
-        write_parquet(path, table.slice(k * shard_rows, shard_rows), max(min(shard_rows, len(table)), 1))
-    return paths
+class SplitWriter:
+    """One split's rows into `{split}-NNNNN-of-MMMMM.parquet` files of `shard_rows` rows, each file's
+    rows shuffled under `seed` (so a row drawn several times is spread out); holds one file's rows."""
+
+    def __init__(self, folder: Path, split: str, total: int, shard_rows: int, seed: int):
+        self.folder, self.split, self.shard_rows = folder, split, shard_rows
+        self.count = max(1, -(-total // shard_rows))
+        for old in folder.glob(f"{split}-*.parquet"):  # a rerun with another shard count leaves no stale file
+            old.unlink()
+        self.buffer: list[pa.Table] = []
+        self.buffered = 0
+        self.paths: list[Path] = []
+        self.rng = np.random.default_rng([seed, *split.encode()])
+        self.seen = {column: Counter() for column in ("lang", "label", "label_provenance")}
+
+    def add(self, table: pa.Table) -> None:
+        self.buffer.append(table)
+        self.buffered += len(table)
+        for column, counter in self.seen.items():
+            counter.update(str(value) for value in table.column(column).to_pylist())
+        while self.buffered >= self.shard_rows:
+            self._flush(self.shard_rows)
+
+    def close(self) -> list[Path]:
+        while self.buffered or len(self.paths) < self.count:  # an empty split still gets its one file
+            self._flush(min(self.buffered, self.shard_rows))
+        return self.paths
+
+    def counts(self) -> dict:
+        """Rows written, and per language, label and label provenance."""
+        return {"rows": sum(self.seen["lang"].values()), "languages": dict(sorted(self.seen["lang"].items())),
+                "labels": dict(sorted(self.seen["label"].items())),
+                "provenance": dict(sorted(self.seen["label_provenance"].items()))}
+
+    def _flush(self, rows: int) -> None:
+        table = pa.concat_tables(self.buffer) if self.buffer else EXPORT_SCHEMA.empty_table()
+        self.buffer, self.buffered = [table.slice(rows)], self.buffered - rows
+        path = self.folder / f"{self.split}-{len(self.paths):05d}-of-{self.count:05d}.parquet"
+        write_parquet(path, table.slice(0, rows).take(self.rng.permutation(rows)), max(rows, 1))
+        self.paths.append(path)
 
 
 def back_translations(train: pa.Table, config: CurateConfig, out: Path) -> tuple[pa.Table, dict]:
@@ -112,34 +147,60 @@ def back_translations(train: pa.Table, config: CurateConfig, out: Path) -> tuple
 
 
 def export(config: CurateConfig) -> dict:
-    """Write the splits and return the numbers the data card shows."""
-    table, links = labeled_rows(config)
-    ids = table.column("id").to_pylist()
-    component = groups(ids, links)
+    """Write the splits and return the numbers the data card shows.
+
+    Streams: a first pass reads the small columns (id, language, label, links) to draw the groups,
+    splits and the train mixture; a second pass writes each pool shard's rows to their split, a
+    train row as many times as the mixture drew it. Memory holds those small columns and one output
+    file's rows, never the texts of the corpus (back-translation holds its candidates: the train
+    rows of the pivot languages)."""
+    plan_parts = list(pool_rows(config, text=False))
+    meta = pa.concat_tables([table for table, _ in plan_parts]) if plan_parts else PLAN_SCHEMA.empty_table()
+    ids = meta.column("id").to_pylist()
+    component = groups(ids, [links for _, part in plan_parts for links in part])
     split = assign_splits(ids, component, config.export.splits)
     out = export_dir(config)
     data = out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    summary: dict = {"rows": len(table), "groups": int(component.max() + 1) if len(ids) else 0, "splits": {},
-                     "label_provenance": _counts(table.column("label_provenance").to_pylist())}
-    for name in config.export.splits:
-        part = table.filter(pa.array(split == name))
-        mixture_report = None
-        if name == "train":
-            if config.augment.enabled:
-                synthetic, summary["augment"] = back_translations(part, config, out)
-                part = pa.concat_tables([part, synthetic])
-            part, mixture_report = _mix(part, config)
-        paths = write_split(part, data, name, config.export.shard_rows)
-        summary["splits"][name] = {"rows": len(part), "files": [str(p.relative_to(out)) for p in paths],
-                                   "languages": _counts(part.column("lang").to_pylist()),
-                                   "labels": _counts(part.column("label").to_pylist()),
-                                   "provenance": _counts(part.column("label_provenance").to_pylist())}
-        if mixture_report is not None:
-            summary["mixture"] = {"settings": config.mixture.model_dump(), "report": mixture_report}
+    summary: dict = {"rows": len(ids), "groups": int(component.max() + 1) if len(ids) else 0, "splits": {},
+                     "label_provenance": _counts(meta.column("label_provenance").to_pylist())}
+    copies = {name: (split == name).astype(int) for name in config.export.splits}  # times each row is written
+    synthetic, synthetic_copies = EXPORT_SCHEMA.empty_table(), np.zeros(0, dtype=int)
+    if "train" in copies:
+        if config.augment.enabled:
+            in_pivot = np.isin(meta.column("lang").to_numpy(zero_copy_only=False), list(config.augment.pivots))
+            synthetic, summary["augment"] = back_translations(
+                _gather(config, np.flatnonzero((split == "train") & in_pivot)), config, out)
+        copies["train"], synthetic_copies, mixture = _mix(meta, split == "train", synthetic, config)
+        summary["mixture"] = {"settings": config.mixture.model_dump(), "report": mixture}
+    writers = {name: SplitWriter(data, name, int(n.sum()) + int(synthetic_copies.sum()) * (name == "train"),
+                                 config.export.shard_rows, config.mixture.seed) for name, n in copies.items()}
+    start = 0
+    for table, _ in pool_rows(config, text=True):
+        for name, writer in writers.items():
+            writer.add(_repeat(table, copies[name][start:start + len(table)]))
+        start += len(table)
+    if "train" in writers:
+        writers["train"].add(_repeat(synthetic, synthetic_copies))
+    for name, writer in writers.items():
+        summary["splits"][name] = {"files": [str(p.relative_to(out)) for p in writer.close()], **writer.counts()}
     summary["leaks"] = _leaks(component, split)
     atomic_write_json(out / "export.json", summary)
     return summary
+
+
+def _repeat(table: pa.Table, times: np.ndarray) -> pa.Table:
+    return table.take(np.repeat(np.arange(len(table)), times))
+
+
+def _gather(config: CurateConfig, rows: np.ndarray) -> pa.Table:
+    """The exported rows at these positions, with their text (one more pass over the pool)."""
+    wanted, start, parts = np.sort(rows), 0, []
+    for table, _ in pool_rows(config, text=True):
+        inside = wanted[(wanted >= start) & (wanted < start + len(table))] - start
+        parts.append(table.take(inside))
+        start += len(table)
+    return pa.concat_tables(parts) if parts else EXPORT_SCHEMA.empty_table()
 
 
 def push_to_hub(out: Path, repo: str, token: str, private: bool, api=None) -> str:
@@ -155,12 +216,20 @@ def push_to_hub(out: Path, repo: str, token: str, private: bool, api=None) -> st
     return str(commit)
 
 
-def _mix(part: pa.Table, config: CurateConfig) -> tuple[pa.Table, list[dict]]:
-    langs = np.array(part.column("lang").to_pylist(), dtype=object)
-    labels = np.array(part.column("label").to_pylist(), dtype=object)
+def _mix(meta: pa.Table, train: np.ndarray, synthetic: pa.Table,
+         config: CurateConfig) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+    """How many times the mixture draws each train row and each synthetic row, and its report."""
+    positions = np.flatnonzero(train)
+    langs = np.concatenate([meta.column("lang").to_numpy(zero_copy_only=False)[positions],
+                            synthetic.column("lang").to_numpy(zero_copy_only=False)]).astype(object)
+    labels = np.concatenate([meta.column("label").to_numpy(zero_copy_only=False)[positions],
+                             synthetic.column("label").to_numpy(zero_copy_only=False)]).astype(object)
     counts = {lang: int(n) for lang, n in zip(*np.unique(langs, return_counts=True))} if len(langs) else {}
     picked = draw(langs, labels, plan(counts, config.mixture), config.mixture)
-    return part.take(pa.array(picked, pa.int64())), report(counts, config.mixture, langs[picked])
+    drawn = np.bincount(picked, minlength=len(langs))
+    copies = np.zeros(len(meta), dtype=int)
+    copies[positions] = drawn[:len(positions)]
+    return copies, drawn[len(positions):], report(counts, config.mixture, langs[picked])
 
 
 def _leaks(component: np.ndarray, split: np.ndarray) -> int:
