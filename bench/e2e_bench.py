@@ -5,7 +5,9 @@ in all. Every document picks one at random and is two sentences of its variety j
 edited copy of it (a near duplicate, 20%) or the sentence as is (20%; repeats become exact
 duplicates), so every size has the same mix of lengths and languages; JSONL files of 100k rows.
 Each size runs in a fresh process with the LocalExecutor (no Prefect, so nothing but the stages
-is timed); a sampling thread records the peak RSS of every stage. The embedding stages (embed,
+is timed); a sampling thread records the peak RSS of every stage. Every document is labeled, and
+the export (splits, mixture, shards) of all of them is measured after the curate stages (it is
+not part of the "whole run" figure). The embedding stages (embed,
 coverage, semdedup) run on the CPU at ~110 texts/s, so they are measured on `--embed-docs`
 documents only. Results: bench/results/e2e.{json,md}.
 """
@@ -38,15 +40,17 @@ def generate(shared: Path, total: int, folder: Path) -> None:
     from curation.scripts import detect_scripts
 
     sib = shared / "sib200"
-    base = [(v, r["text"]) for v in sorted(p.name for p in sib.iterdir() if p.is_dir())
+    base = [(v, r["text"], r["category"]) for v in sorted(p.name for p in sib.iterdir() if p.is_dir())
             for split in ("train", "dev") for r in read_sib_split(sib / v, split)]
     for language in sorted(p.name for p in (shared / "xlmt").iterdir() if p.is_dir()):
-        base += [(language, t) for t in (shared / "xlmt" / language / "train_text.txt").read_text().splitlines()]
-    scripts = detect_scripts([t for _, t in base])
+        folder_of = shared / "xlmt" / language
+        base += [(language, t, label) for t, label in zip((folder_of / "train_text.txt").read_text().splitlines(),
+                                                          (folder_of / "train_labels.txt").read_text().splitlines())]
+    scripts = detect_scripts([t for _, t, _ in base])
     by_group: dict[str, list[int]] = {}
-    for k, (group, _) in enumerate(base):
+    for k, (group, _, _) in enumerate(base):
         by_group.setdefault(group, []).append(k)
-    vocabulary = [w for _, t in base[:5000] for w in t.split()]
+    vocabulary = [w for _, t, _ in base[:5000] for w in t.split()]
     rng = random.Random(0)
     folder.mkdir(parents=True, exist_ok=True)
     out = None
@@ -55,13 +59,13 @@ def generate(shared: Path, total: int, folder: Path) -> None:
             out and out.close()
             out = (folder / f"docs-{n // FILE_ROWS:04d}.jsonl").open("w", encoding="utf-8")
         k = rng.randrange(len(base))
-        group, text = base[k]
+        group, text, label = base[k]
         kind = rng.random()
         if kind < 0.6:
-            text = f"{text} {base[rng.choice(by_group[group])][1]}"
+            text = f"{text} {base[rng.choice(by_group[group])][1]}"  # labeled as its first sentence
         elif kind < 0.8:
             text = _edit(text, scripts[k], rng.randint(1, 8), rng, vocabulary)
-        out.write(json.dumps({"id": f"doc-{n}", "text": text}, ensure_ascii=False) + "\n")
+        out.write(json.dumps({"id": f"doc-{n}", "text": text, "label": label}, ensure_ascii=False) + "\n")
     out.close()
 
 
@@ -103,12 +107,14 @@ class TimedExecutor:
 
 def run(folder: Path, embed: bool) -> dict:
     from curation.config import load_config
+    from curation.export import export
     from curation.pipeline import run_pipeline
 
     settings = {"run_dir": str(folder / "run"), "shard_rows": 50_000,
-                "sources": [{"name": "docs", "path": str(folder / "in" / "*.jsonl"), "id_column": "id"}],
+                "sources": [{"name": "docs", "path": str(folder / "in" / "*.jsonl"), "id_column": "id",
+                             "label_column": "label"}],
                 **({"embed": {"enabled": True}, "coverage": {"enabled": True}, "semdedup": {"enabled": True}}
-                   if embed else {})}
+                   if embed else {"active_learning": {"pool_stage": "near_dedup"}})}
     (folder / "config.yaml").write_text(yaml.safe_dump(settings))
     config = load_config(folder / "config.yaml")
     executor = TimedExecutor(config)
@@ -116,6 +122,8 @@ def run(folder: Path, embed: bool) -> dict:
     summary = run_pipeline(config, executor)
     seconds = time.perf_counter() - start
     rows_in = {s["stage"]: s["rows_in"] for s in summary["stages"]}
+    exported = executor._timed("export", lambda: export(config))  # every row is labeled: the largest export
+    rows_in["export"] = exported["rows"]
     stages = {name: {"rows_in": rows_in[name], "seconds": round(s["seconds"], 1),
                      "docs_per_s": round(rows_in[name] / s["seconds"]), "peak_rss_mb": s.get("peak_rss_mb")}
               for name, s in executor.stages.items()}
