@@ -118,7 +118,11 @@ def test_a_killed_flow_reruns_to_the_same_result(tmp_path):
     assert not (tmp_path / "run" / "near_dedup" / "manifest.json").exists(), "killed too late to test resumption"
 
     rerun = _curate_subprocess(config, tmp_path / "prefect")
-    output = rerun.communicate(timeout=600)[0].decode()
+    try:
+        output = rerun.communicate(timeout=600)[0].decode()
+    finally:  # never leave a hung rerun behind
+        if rerun.poll() is None:
+            os.killpg(rerun.pid, signal.SIGKILL)
     assert rerun.returncode == 0, output[-3000:]
     assert "Cached" in output  # the shards finished before the kill were not redone
 
