@@ -26,7 +26,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -233,14 +232,7 @@ class LocalArgilla:
         self.daemons.spawn("worker", [str(python), str(LAUNCH), "worker"], env)
 
     def _server_answers(self, port: int | None = None) -> bool:
-        if not self.daemons.pid("server"):
-            return False
-        port = port or self._read_state()["port"]
-        try:
-            with urllib.request.urlopen(f"http://{HOST}:{port}{READY_PATH}", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return self.daemons.answers("server", f"http://{HOST}:{port or self._read_state()['port']}{READY_PATH}")
 
 
 def _redis_ping(port: int, password: str) -> bool:

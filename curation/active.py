@@ -69,11 +69,12 @@ def current_round(config: CurateConfig) -> int:
     return number
 
 
-def read_batches(config: CurateConfig) -> pa.Table:
-    """Every batch written so far, round after round."""
+def read_batches(config: CurateConfig, columns: list[str] | None = None) -> pa.Table:
+    """Every batch written so far, round after round (only `columns` when given)."""
     paths = sorted((Path(config.run_dir) / AL_DIR).glob("round-*/batch.parquet"))
-    return pa.concat_tables([pq.read_table(p, schema=BATCH_SCHEMA) for p in paths]) if paths \
-        else BATCH_SCHEMA.empty_table()
+    schema = pa.schema([BATCH_SCHEMA.field(c) for c in columns]) if columns else BATCH_SCHEMA
+    return pa.concat_tables([pq.read_table(p, columns=columns, schema=BATCH_SCHEMA) for p in paths]) if paths \
+        else schema.empty_table()
 
 
 def load_pool(config: CurateConfig) -> LabeledPool:
@@ -146,11 +147,15 @@ def _load_student(folder: Path) -> tuple[HeadStudent | EncoderStudent, list[str]
     return load_student(saved, len(saved["classes"])), saved["classes"]
 
 
+def round_metrics(config: CurateConfig) -> list[dict]:
+    """Every trained round's metrics, round after round."""
+    return [json.loads(p.read_text()) for p in sorted((Path(config.run_dir) / AL_DIR).glob("round-*/metrics.json"))]
+
+
 def metric_history(config: CurateConfig) -> list[dict]:
     """Per round and language: labels so far and the student's held-out accuracy and macro-F1."""
     rows = []
-    for path in sorted((Path(config.run_dir) / AL_DIR).glob("round-*/metrics.json")):
-        metrics = json.loads(path.read_text())
+    for metrics in round_metrics(config):
         scores = metrics.get("validation", {}).get("per_language", {})
         rows += [{"round": metrics["round"], "lang": lang, "labels": n,
                   **{k: round(v, 4) for k, v in scores.get(lang, {}).items() if k != "n"}}
@@ -187,9 +192,8 @@ def latest_labeler(config: CurateConfig) -> Callable[[list[str], list[str]], lis
 
 def _history(config: CurateConfig, number: int) -> dict[str, list[tuple[int, float]]]:
     history: dict[str, list[tuple[int, float]]] = {}
-    for previous in range(number + 1):
-        path = round_dir(config, previous) / "metrics.json"
-        cv = json.loads(path.read_text()).get("cv_accuracy", {}) if path.exists() else {}
+    for metrics in round_metrics(config):
+        cv = metrics.get("cv_accuracy", {}) if metrics["round"] <= number else {}
         for lang, (known, accuracy) in cv.items():
             history.setdefault(lang, []).append((known, accuracy))
     return history
@@ -204,9 +208,7 @@ def select_round(config: CurateConfig, number: int) -> dict:
     pool = load_pool(config)
     selection = config.active_learning.selection
     # records already sent in earlier batches count as taken (and as covered) until their labels return
-    batches = [round_dir(config, previous) / "batch.parquet" for previous in range(number)]
-    pending = np.isin(pool.ids, [i for path in batches if path.exists()
-                                 for i in pq.read_table(path, columns=["id"]).column("id").to_pylist()])
+    pending = np.isin(pool.ids, read_batches(config, ["id"]).column("id").to_pylist())
     state = Pool(pool.vectors, pool.langs, pool.labeled | pending, _history(config, number))
     probs, mc, classes = None, None, []
     if (folder / "student.pt").exists():

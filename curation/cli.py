@@ -245,11 +245,9 @@ def export_command(config: ConfigArg,
     `datasets.load_dataset("parquet", data_dir=...)`."""
     cfg = _config(config)
     if local:
-        from curation.card import write_card
-        from curation.export import export, export_dir
+        from curation.export import export
 
         summary = export(cfg)
-        summary["card"] = str(write_card(cfg, summary, export_dir(cfg)))
     else:
         from flows.export import mix_and_export
 

@@ -30,6 +30,16 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def env_value(value: str, field: str) -> str:
+    """`value`, or the environment variable it names when it is 'env:VAR'."""
+    if not value.startswith(ENV_PREFIX):
+        return value
+    name = value.removeprefix(ENV_PREFIX)
+    if name not in os.environ:
+        raise ConfigError(f"{field} needs ${name}, which is unset")
+    return os.environ[name]
+
+
 class SourceConfig(_Strict):
     """One input: a file, a glob of files, or a saved `datasets` dataset, on any fsspec path."""
 
@@ -54,15 +64,8 @@ class SourceConfig(_Strict):
 
     def fs_options(self) -> dict[str, str]:
         """`storage_options` with every 'env:VAR' value read from the environment."""
-        options = {}
-        for key, value in self.storage_options.items():
-            if value.startswith(ENV_PREFIX):
-                name = value.removeprefix(ENV_PREFIX)
-                if name not in os.environ:
-                    raise ConfigError(f"source {self.name!r}: storage option {key!r} needs ${name}, which is unset")
-                value = os.environ[name]
-            options[key] = value
-        return options
+        return {key: env_value(value, f"source {self.name!r}: storage option {key!r}")
+                for key, value in self.storage_options.items()}
 
     def format_of(self, path: str) -> str:
         if self.format:
@@ -229,10 +232,9 @@ def env_secret(reference: str, field: str) -> str:
     """The value of an 'env:VAR' reference (the Prefect flows also read 'prefect-secret:' ones)."""
     if not reference.startswith(ENV_PREFIX):
         raise ConfigError(f"{field} {reference!r} is read by the Prefect flows; run with Prefect")
-    name = reference.removeprefix(ENV_PREFIX)
-    if not os.environ.get(name):
-        raise ConfigError(f"{field} needs ${name}, which is unset")
-    return os.environ[name]
+    if not (secret := env_value(reference, field)):
+        raise ConfigError(f"{field} needs ${reference.removeprefix(ENV_PREFIX)}, which is unset")
+    return secret
 
 
 class AnnotationConfig(_Strict):
@@ -256,12 +258,7 @@ class AnnotationConfig(_Strict):
 
     def url(self) -> str:
         """`api_url`, read from the environment when it is 'env:VAR'."""
-        if not self.api_url.startswith(ENV_PREFIX):
-            return self.api_url
-        name = self.api_url.removeprefix(ENV_PREFIX)
-        if name not in os.environ:
-            raise ConfigError(f"annotation.api_url needs ${name}, which is unset")
-        return os.environ[name]
+        return env_value(self.api_url, "annotation.api_url")
 
 
 class MixtureConfig(_Strict):

@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -92,6 +93,16 @@ class Daemons:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{self.what} {name} not ready after {timeout:.0f} s:\n{self.log_tail(name)}")
             time.sleep(0.25)
+
+    def answers(self, name: str, url: str) -> bool:
+        """Our process `name` runs and `url` answers 200."""
+        if not self.pid(name):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
 
     def log_tail(self, name: str, lines: int = 30) -> str:
         log = self.home / "logs" / f"{name}.log"

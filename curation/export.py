@@ -25,6 +25,7 @@ import xxhash
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
+from curation.card import write_card
 from curation.config import CurateConfig
 from curation.labels import verified_labels
 from curation.mixture import draw, plan, report
@@ -147,7 +148,7 @@ def back_translations(train: pa.Table, config: CurateConfig, out: Path) -> tuple
 
 
 def export(config: CurateConfig) -> dict:
-    """Write the splits and return the numbers the data card shows.
+    """Write the splits and their data card; return the numbers the card shows, and its path.
 
     Streams: a first pass reads the small columns (id, language, label, links) to draw the groups,
     splits and the train mixture; a second pass writes each pool shard's rows to their split, a
@@ -186,6 +187,7 @@ def export(config: CurateConfig) -> dict:
         summary["splits"][name] = {"files": [str(p.relative_to(out)) for p in writer.close()], **writer.counts()}
     summary["leaks"] = _leaks(component, split)
     atomic_write_json(out / "export.json", summary)
+    summary["card"] = str(write_card(config, summary, out))
     return summary
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from curation.card import write_card
 from curation.config import CurateConfig, load_config
 from curation.export import export, export_dir, push_to_hub
 from flows.locks import run_dir_lock
@@ -19,9 +18,7 @@ from flows.secrets import read_secret
 @task(retries=1)
 def export_step(config_json: str) -> dict:
     config = CurateConfig.model_validate_json(config_json)
-    summary = export(config)
-    summary["card"] = str(write_card(config, summary, export_dir(config)))
-    return summary
+    return export(config)
 
 
 @task(retries=2, retry_delay_seconds=30)

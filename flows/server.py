@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +50,7 @@ class PrefectServer:
         self.daemons.stop("server", timeout)
 
     def answers(self) -> bool:
-        if not self.daemons.pid("server"):
-            return False
-        try:
-            with urllib.request.urlopen(f"{self.api_url}/health", timeout=2) as response:
-                return response.status == 200
-        except OSError:
-            return False
+        return self.daemons.answers("server", f"{self.api_url}/health")
 
     def status(self) -> dict[str, Any]:
         return {"running": self.answers(), "api_url": self.api_url, "ui": f"http://{HOST}:{self.port}",
