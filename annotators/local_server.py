@@ -213,8 +213,6 @@ class LocalArgilla:
         _write_private(config, "\n".join([
             f"bind {HOST}", f"port {self.redis_port}", f"requirepass {password}", f"dir {self.home / 'data'}",
             'save ""', "appendonly no",  # only rq's short-lived jobs live there
-            # Redis rewrites its process title (and so its environ): name the config, hence home, there.
-            'proc-title-template "{title} {listen-addr} {config-file}"',
         ]) + "\n")
         self.daemons.spawn("redis", [self.redis_binary(), str(config)], dict(os.environ))
         self.daemons.wait("redis", lambda: _redis_ping(self.redis_port, password), 30)

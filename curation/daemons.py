@@ -1,9 +1,9 @@
 """Detached local services (the demo's Argilla, a Prefect server): start, find, wait for, stop.
 
 Every process is started in its own session with stdout/stderr in `<home>/logs/<name>.log` (0600)
-and its pid in `<home>/run/<name>.pid`. A pid file alone is never trusted: the process must also
-carry `CURATION_DAEMON_HOME=<home>` in its environment (or the home in its command line), so a
-reused pid is never signalled.
+and its pid in `<home>/run/<name>.pid`, next to the process's start time (from /proc). A pid whose
+process started at another time is a reused pid, never signalled. (Checking the environment or the
+command line instead was flaky: Redis rewrites both when it sets its process title.)
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 HOST = "127.0.0.1"
-MARKER = "CURATION_DAEMON_HOME"
 
 
 def free_ports(count: int) -> list[int]:
@@ -51,27 +50,16 @@ class Daemons:
         log_fd = os.open(self.home / "logs" / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         with os.fdopen(log_fd, "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       env={**env, MARKER: str(self.home)}, cwd=cwd or self.home,
-                                       start_new_session=True)
-        (self.home / "run" / f"{name}.pid").write_text(str(process.pid))
+                                       env=env, cwd=cwd or self.home, start_new_session=True)
+        (self.home / "run" / f"{name}.pid").write_text(f"{process.pid} {_start_time(process.pid)}")
 
     def pid(self, name: str) -> int | None:
         """The pid of our running process `name`, or None."""
         pid_file = self.home / "run" / f"{name}.pid"
         if not pid_file.exists():
             return None
-        pid = int(pid_file.read_text())
-        return pid if alive(pid) and self._ours(pid) else None
-
-    def _ours(self, pid: int) -> bool:
-        try:
-            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except FileNotFoundError:
-            return False
-        except OSError:
-            return True  # no /proc to ask (or not allowed): trust the pid file
-        return f"{MARKER}={self.home}".encode() in environ or str(self.home).encode() in cmdline
+        pid, _, started = pid_file.read_text().partition(" ")
+        return int(pid) if alive(int(pid)) and _start_time(int(pid)) == started.strip() else None
 
     def stop(self, name: str, timeout: float = 30) -> None:
         """SIGTERM the process's whole group (servers start workers of their own), SIGKILL after `timeout`."""
@@ -113,6 +101,14 @@ def _signal_group(pid: int, sig: int) -> None:
     """Our daemons lead their own session, so their group id is their pid."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, sig) if os.getpgid(pid) == pid else os.kill(pid, sig)
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot ("" where there is no /proc to ask)."""
+    try:  # the command name may hold spaces and parentheses: split after its closing one
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except OSError:
+        return ""
 
 
 def alive(pid: int) -> bool:

@@ -16,7 +16,7 @@ from conftest import sib_corpus, write_config, write_jsonl, xlmt_rows
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from curation.config import load_config
-from curation.daemons import free_ports
+from curation.daemons import Daemons, alive, free_ports
 from flows.server import PrefectServer
 
 
@@ -137,3 +137,26 @@ def test_schedule_settings_are_checked_up_front(tmp_path):
     for schedule, message in [({"curate": "nightly"}, "not a cron line"), ({"timezone": "Mars/Base"}, "time zone")]:
         with pytest.raises(ConfigError, match=message):
             load_config(_config(tmp_path, schedule=schedule))
+
+
+def test_daemons_know_their_own_redis_after_it_rewrites_its_title_and_never_signal_a_reused_pid(tmp_path):
+    """Redis wipes its environ and rewrites its command line when it sets its process title; it must
+    still be ours from its first moment to its stop. A pid file naming another process (a reused pid)
+    must never be signalled."""
+    from annotators.local_server import LocalArgilla
+
+    daemons, port = Daemons(tmp_path, "test"), free_ports(1)[0]
+    redis = LocalArgilla(tmp_path / "argilla").redis_binary()
+    daemons.spawn("redis", [redis, "--port", str(port), "--bind", "127.0.0.1", "--save", ""], dict(os.environ))
+    pids = set()
+    for _ in range(40):  # the title is rewritten during start-up
+        pids.add(daemons.pid("redis"))
+        time.sleep(0.05)
+    assert len(pids) == 1 and None not in pids
+    daemons.stop("redis", timeout=10)
+    assert daemons.pid("redis") is None and not alive(pids.pop())
+
+    (tmp_path / "run" / "stranger.pid").write_text(f"{os.getpid()} 1")  # alive, but started at another time
+    assert daemons.pid("stranger") is None
+    daemons.stop("stranger")
+    assert alive(os.getpid())
