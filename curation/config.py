@@ -133,7 +133,7 @@ class CoverageConfig(_Strict):
     enabled: bool = False
     clusters: int | None = Field(None, ge=1, description="k-means clusters; default about sqrt(rows)")
     neighbours: int = Field(10, ge=1, description="k for the density score")
-    flat_below: int = Field(200_000, ge=1, description="exact (flat) index below this many rows, HNSW above")
+    probe: int = Field(4, ge=1, description="nearest centroids whose records are a record's neighbour candidates")
     radius: float = Field(0.85, gt=0, le=1, description="cosine to a labeled record that counts as covered")
     min_language_rows: int = Field(10, ge=1, description="smaller languages are reported, not ranked worst")
 
@@ -147,7 +147,8 @@ class SemDedupConfig(_Strict):
     translation_min_cosine: float = Field(0.8, gt=0, le=1, description="a cross-language pair is a near-"
                                           "translation at this cosine when each is the other's best match")
     neighbours: int = Field(10, ge=1, description="k of the k-NN search for near-translations")
-    flat_below: int = Field(200_000, ge=1, description="exact (flat) index below this many rows, HNSW above")
+    probe: int = Field(8, ge=1, description="nearest centroids whose records are a record's translation "
+                                            "candidates")
 
 
 class StudentConfig(_Strict):

@@ -1,98 +1,61 @@
 """How well the labeled records cover each language's embedding space (FAISS).
 
-The plan clusters every vector with spherical k-means, builds a neighbour index (exact inner
-product below `flat_below` rows, HNSW above), and scores each record:
+Work is done cluster by cluster (`curation.clusters`): spherical k-means centroids from a sample,
+each record assigned to its `probe` nearest. Each record is scored:
 
 * ``cluster``: its k-means cluster;
-* ``density``: mean cosine to its `neighbours` nearest records (high: a crowded region);
-* ``labeled_similarity``: cosine to the nearest labeled record (records with a ``label``); a
-  record is covered when this reaches `radius`. Selection (active learning) wants the uncovered.
+* ``density``: mean cosine to its `neighbours` nearest records among its cluster's candidates (high:
+  a crowded region);
+* ``labeled_similarity``: cosine to the nearest labeled record (records with a ``label``), searched
+  exactly over all labeled records (a set the labeling budget keeps small); a record is covered
+  when this reaches `radius`. Selection (active learning) wants the uncovered.
 
-Coverage per language and per cluster goes to ``coverage/report.{json,md,png}``; the index and
-centroids are kept in ``coverage/_work/`` for later rounds.
+Coverage per language and per cluster goes to ``coverage/report.{json,md,png}``; the centroids
+are kept in ``coverage/_work/`` for later rounds.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curation.config import CoverageConfig, SemDedupConfig
-from curation.embed import load_vectors
+from curation.clusters import ClusteredStage, Members, blocks
 from curation.report import markdown_table, save_figure
 from curation.schema import STAGE_COLUMNS
 from curation.shards import atomic_write_bytes, atomic_write_json, write_parquet
-from curation.stages import GlobalStage, StageOutput
+from curation.stages import StageOutput
 
 STAGE = "coverage"
-_SEED = 1234
 
 
-def default_clusters(rows: int) -> int:
-    return max(1, min(rows, round(np.sqrt(rows))))
-
-
-def spherical_kmeans(vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Centroids and each vector's cluster."""
-    kmeans = faiss.Kmeans(vectors.shape[1], k, niter=20, seed=_SEED, spherical=True,
-                          max_points_per_centroid=256, verbose=False)
-    kmeans.train(vectors)
-    _, assignment = kmeans.index.search(vectors, 1)
-    return kmeans.centroids, assignment[:, 0]
-
-
-def neighbour_index(vectors: np.ndarray, flat_below: int) -> faiss.Index:
-    if len(vectors) < flat_below:
-        index = faiss.IndexFlatIP(vectors.shape[1])
-    else:
-        index = faiss.IndexHNSWFlat(vectors.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-    index.add(vectors)
-    return index
-
-
-class IndexedStage(GlobalStage):
-    """A global stage over embeddings: indexes each shard's ids and columns, loads its vectors."""
-
-    def __init__(self, run_dir: Path, config: CoverageConfig | SemDedupConfig):
-        super().__init__(run_dir / self.name)
-        self.run_dir, self.config = run_dir, config
-
-    def load(self, shards: list[str]) -> tuple[pa.Table, np.ndarray, np.ndarray]:
-        """Index rows of all shards, their shard numbers, and their vectors (float32)."""
-        meta, shard_of = self.load_index(shards)
-        ids = np.array(meta.column("id").to_pylist(), dtype=object)
-        vectors = [load_vectors(self.run_dir, s, ids[shard_of == n].tolist()) for n, s in enumerate(shards)]
-        dim = max((v.shape[1] for v in vectors if v.ndim == 2 and v.size), default=0)
-        return meta, shard_of, np.ascontiguousarray(
-            np.concatenate([v.reshape(-1, dim) for v in vectors]) if dim else np.empty((0, 0), np.float32))
-
-
-class CoverageStage(IndexedStage):
+class CoverageStage(ClusteredStage):
     name = STAGE
     requires = ("id", "lang", "label")
     index_columns = ("id", "lang", "label")
+    result_keys = ("row", "density")
+
+    def work_on(self, members: Members) -> dict[str, np.ndarray]:
+        density = []
+        for rows, similarity in blocks(members):
+            similarity[np.arange(len(rows)), rows] = -np.inf  # not its own neighbour
+            k = min(self.config.neighbours, similarity.shape[1] - 1)
+            top = -np.partition(-similarity, k - 1, axis=1)[:, :k] if k else np.ones((len(rows), 1))
+            density.append(top.mean(axis=1))
+        return {"row": members.rows[members.query],
+                "density": np.concatenate(density) if density else np.empty(0, np.float32)}
 
     def plan(self, shards: list[str]) -> dict:
-        meta, shard_of, vectors = self.load(shards)
-        n = len(vectors)
-        k = min(self.config.clusters or default_clusters(n), n)
-        centroids, cluster = spherical_kmeans(vectors, k) if n else (np.empty((0, 0)), np.empty(0, int))
-        index = neighbour_index(vectors, self.config.flat_below)
-        neighbours = min(self.config.neighbours + 1, n)
-        similarity, _ = index.search(vectors, neighbours) if n else (np.empty((0, 1)), None)
-        density = similarity[:, 1:].mean(axis=1) if neighbours > 1 else np.ones(n)  # column 0 is the record
+        meta, shard_of = self.load_index(shards)
+        n = meta.num_rows
+        k = self.prepare(shards)["clusters"]
+        cluster = self.primary_clusters(shards)
+        parts = self.merged_parts()
+        density = np.ones(n, np.float32)
+        density[parts["row"].astype(np.int64)] = parts["density"]
         labeled = meta.column("label").is_valid().to_numpy(zero_copy_only=False)
-        labeled_similarity = np.full(n, np.nan, dtype=np.float32)
-        if labeled.any():
-            labeled_index = faiss.IndexFlatIP(vectors.shape[1])
-            labeled_index.add(vectors[labeled])
-            labeled_similarity = labeled_index.search(vectors, 1)[0][:, 0]
-        faiss.write_index(index, str(self.work_dir / "neighbours.faiss"))
-        np.save(self.work_dir / "centroids.npy", centroids)
+        labeled_similarity = self._labeled_similarity(shards, shard_of, labeled)
         for number, shard in enumerate(shards):
             rows = shard_of == number
             scores = pa.table({
@@ -101,9 +64,23 @@ class CoverageStage(IndexedStage):
                 "density": pa.array(density[rows], pa.float32()),
                 "labeled_similarity": pa.array(labeled_similarity[rows], pa.float32(), from_pandas=True)})
             write_parquet(self.work_dir / "scores" / f"{shard}.parquet", scores, max(scores.num_rows, 1))
-        report = self._report(meta.column("lang").to_pylist(), cluster, labeled, labeled_similarity, k)
+        report = self._report(meta.column("lang").to_numpy(zero_copy_only=False), cluster, labeled,
+                              labeled_similarity, k)
         atomic_write_json(self.work_dir.parent / "report.json", report)
         return {k_: v for k_, v in report.items() if k_ in ("rows", "labeled", "clusters", "covered_share")}
+
+    def _labeled_similarity(self, shards: list[str], shard_of: np.ndarray, labeled: np.ndarray) -> np.ndarray:
+        """Cosine to the nearest labeled record, shard by shard against a flat index of the labeled."""
+        similarity = np.full(len(labeled), np.nan, dtype=np.float32)
+        if not labeled.any():
+            return similarity
+        vector_rows = [np.load(self.work_dir / "assign" / f"{s}.npz")["vector_row"] for s in shards]
+        index = faiss.IndexFlatIP(self.prepare(shards)["dim"])
+        for number, shard in enumerate(shards):
+            index.add(self._vectors(shard, vector_rows[number][labeled[shard_of == number]]))
+        for number, shard in enumerate(shards):
+            similarity[shard_of == number] = index.search(self._vectors(shard, vector_rows[number]), 1)[0][:, 0]
+        return similarity
 
     def process(self, table: pa.Table, shard: str) -> StageOutput:
         scores = pq.read_table(self.work_dir / "scores" / f"{shard}.parquet")
@@ -113,18 +90,24 @@ class CoverageStage(IndexedStage):
             table = table.append_column(field, scores.column(field.name).take(take))
         return StageOutput(table)
 
-    def _report(self, langs: list[str], cluster: np.ndarray, labeled: np.ndarray,
+    def _report(self, langs: np.ndarray, cluster: np.ndarray, labeled: np.ndarray,
                 similarity: np.ndarray, k: int) -> dict:
         covered = np.nan_to_num(similarity, nan=-1.0) >= self.config.radius
-        langs_arr = np.array(langs, dtype=object)
+        names, code = np.unique(langs.astype(str), return_inverse=True)
 
-        def share(mask: np.ndarray) -> dict:
-            return {"rows": int(mask.sum()), "labeled": int(labeled[mask].sum()),
-                    "covered_share": round(float(covered[mask].mean()), 4) if mask.any() else 0.0}
+        def shares(group: np.ndarray, groups: int) -> list[dict]:
+            rows, marked, hit = (np.bincount(group, weights=w, minlength=groups) for w in (None, labeled, covered))
+            return [{"rows": int(r), "labeled": int(m), "covered_share": round(float(h / r), 4) if r else 0.0}
+                    for r, m, h in zip(rows, marked, hit)]
 
-        per_language = {lang: share(langs_arr == lang) for lang in sorted(set(langs))}
-        per_cluster = {int(c): {**share(cluster == c), "top_language": _top(langs_arr[cluster == c])}
-                       for c in range(k)}
+        per_language = dict(zip(names.tolist(), shares(code, len(names))))
+        top_language = np.zeros(k, dtype=np.int64)  # the most frequent language of each cluster
+        if len(cluster):
+            counts = np.zeros((k, len(names)), dtype=np.int64)
+            np.add.at(counts, (cluster, code), 1)
+            top_language = counts.argmax(axis=1)
+        per_cluster = {c: {**v, "top_language": str(names[top_language[c]]) if v["rows"] else ""}
+                       for c, v in enumerate(shares(cluster, k))}
         ranked = {lang: v for lang, v in per_language.items()
                   if v["rows"] >= self.config.min_language_rows and lang != "und"}
         worst = min(ranked.items(), key=lambda kv: kv[1]["covered_share"]) if ranked else None
@@ -162,9 +145,3 @@ class CoverageStage(IndexedStage):
                     f"{markdown_table(report['under_covered_clusters'])}\n\n![coverage](report.png)\n")
         atomic_write_bytes(self.work_dir.parent / "report.md", markdown.encode())
 
-
-def _top(values: np.ndarray) -> str:
-    if not len(values):
-        return ""
-    uniques, counts = np.unique(values.astype(str), return_counts=True)
-    return str(uniques[counts.argmax()])

@@ -94,22 +94,26 @@ def step_ingest(config: CurateConfig, stage: str, file_index: int) -> list[str]:
     return [s.shard for s in done]
 
 
-def step_index(config: CurateConfig, stage: str, shard: str) -> None:
+def _global(config: CurateConfig, stage: str) -> GlobalStage:
     global_stage = build_stage(stage, config)
     assert isinstance(global_stage, GlobalStage)
-    global_stage.index_shard(Path(config.run_dir) / previous_stage(config, stage) / f"{shard}.parquet")
+    return global_stage
+
+
+def step_index(config: CurateConfig, stage: str, shard: str) -> None:
+    _global(config, stage).index_shard(Path(config.run_dir) / previous_stage(config, stage) / f"{shard}.parquet")
+
+
+def step_prepare(config: CurateConfig, stage: str, shards: list[str]) -> dict:
+    return _global(config, stage).prepare(shards)
 
 
 def step_bucket(config: CurateConfig, stage: str, part: int) -> None:
-    global_stage = build_stage(stage, config)
-    assert isinstance(global_stage, GlobalStage)
-    global_stage.bucket(finished_shards(config, previous_stage(config, stage)), part)
+    _global(config, stage).bucket(finished_shards(config, previous_stage(config, stage)), part)
 
 
 def step_plan(config: CurateConfig, stage: str, shards: list[str]) -> dict:
-    global_stage = build_stage(stage, config)
-    assert isinstance(global_stage, GlobalStage)
-    return global_stage.plan(shards)
+    return _global(config, stage).plan(shards)
 
 
 def step_apply(config: CurateConfig, stage: str, shard: str) -> dict:
@@ -122,8 +126,9 @@ def step_finalize(config: CurateConfig, stage: str, shards: list[str]) -> dict:
     return finalize_stage(Path(config.run_dir) / stage, stage, shards)
 
 
-STEPS: dict[str, Callable] = {"ingest": step_ingest, "index": step_index, "bucket": step_bucket, "plan": step_plan,
-                              "apply": step_apply, "finalize": step_finalize}
+STEPS: dict[str, Callable] = {"ingest": step_ingest, "index": step_index, "prepare": step_prepare,
+                              "bucket": step_bucket, "plan": step_plan, "apply": step_apply,
+                              "finalize": step_finalize}
 
 
 class Executor(Protocol):
@@ -144,6 +149,7 @@ def run_ingest(config: CurateConfig, executor: Executor) -> tuple[list[str], dic
 def run_stage(config: CurateConfig, stage: str, executor: Executor, shards: list[str]) -> dict:
     if isinstance(global_stage := build_stage(stage, config), GlobalStage):
         executor.map("index", stage, shards)
+        executor.call("prepare", stage, shards)
         if parts := global_stage.partitions():
             executor.map("bucket", stage, parts)
         executor.call("plan", stage, shards)

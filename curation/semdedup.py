@@ -1,4 +1,5 @@
-"""Semantic dedup (SemDeDup-style): k-means, then cosine ≥ 1-ε within a cluster.
+"""Semantic dedup (SemDeDup-style): k-means, then cosine ≥ 1-ε within a cluster, cluster by cluster
+(`curation.clusters`).
 
 Pairs in the same language are semantic duplicates: their connected components keep one record
 (`keep`: first or longest) and drop the rest, each naming its keeper. Pairs in different
@@ -15,7 +16,7 @@ import pyarrow.parquet as pq
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-from curation.coverage import IndexedStage, default_clusters, neighbour_index, spherical_kmeans
+from curation.clusters import ClusteredStage, Members, blocks
 from curation.schema import STAGE_COLUMNS, Reason
 from curation.shards import atomic_write_json, write_parquet
 from curation.stages import DedupStage, StageOutput, cluster_keepers
@@ -23,69 +24,79 @@ from curation.stages import DedupStage, StageOutput, cluster_keepers
 STAGE = "semdedup"
 
 
-def duplicate_pairs(vectors: np.ndarray, cluster: np.ndarray, langs: np.ndarray, min_cosine: float,
-                    block: int = 1024) -> np.ndarray:
-    """Same-language pairs (i < j) of one k-means cluster at `min_cosine` or more. Similarities are
-    computed `block` rows at a time, so a huge cluster costs block × size floats, not size²."""
+def duplicate_pairs(members: Members, min_cosine: float) -> np.ndarray:
+    """Same-language pairs of global rows (i < j) among one cluster's own records at `min_cosine`+."""
+    own = members.own()
     pairs = [np.empty((0, 2), dtype=np.int64)]
-    for c in np.unique(cluster):
-        members = np.flatnonzero(cluster == c)
-        for start in range(0, len(members), block):
-            rows = members[start:start + block]
-            i, j = np.nonzero(vectors[rows] @ vectors[members].T >= min_cosine)
-            i, j = rows[i], members[j]
-            keep = (i < j) & (langs[i] == langs[j])
-            pairs.append(np.stack([i[keep], j[keep]], axis=1))
+    for rows, similarity in blocks(own):
+        i, j = np.nonzero(similarity >= min_cosine)
+        i = rows[i]
+        keep = (own.rows[i] < own.rows[j]) & (own.lang[i] == own.lang[j])
+        pairs.append(np.stack([own.rows[i[keep]], own.rows[j[keep]]], axis=1))
     return np.concatenate(pairs)
 
 
-def translation_pairs(vectors: np.ndarray, langs: np.ndarray, min_cosine: float, neighbours: int,
-                      flat_below: int) -> np.ndarray:
-    """Cross-language pairs (i < j) at `min_cosine` or more that are each other's nearest neighbour in
-    the other's language, found with a k-NN search over all records (translations rarely share a
-    k-means cluster: the encoder's clusters follow language as much as meaning)."""
-    n = len(vectors)
-    codes = np.unique(langs, return_inverse=True)[1]
-    sims, found = neighbour_index(vectors, flat_below).search(vectors, min(neighbours + 1, n))
-    rows = np.repeat(np.arange(n), found.shape[1])
-    other, sim = found.ravel(), sims.ravel()
-    valid = (other >= 0) & (other != rows)
-    rows, other, sim = rows[valid], other[valid], sim[valid]
-    valid = codes[other] != codes[rows]
-    rows, other, sim = rows[valid], other[valid], sim[valid]
-    n_codes = codes.max() + 1
-    # neighbours come sorted by similarity, so the first hit per (record, language) is the best one
-    keys, first = np.unique(rows * n_codes + codes[other], return_index=True)
-    best_row, best_other, best_sim = rows[first], other[first], sim[first]
-    reverse = best_other * n_codes + codes[best_row]
+def best_in_other_languages(members: Members, neighbours: int) -> np.ndarray:
+    """(row, other, similarity) rows: for each of the cluster's own records, its best match in each
+    other language among its `neighbours` nearest candidates. The candidates include records with
+    this cluster among their `probe` nearest centroids: translations often fall in different
+    clusters, since the encoder's clusters follow language as much as meaning."""
+    found = [np.empty((0, 3))]
+    n_codes = int(members.lang.max()) + 1 if len(members.lang) else 1
+    for rows, similarity in blocks(members):
+        k = min(neighbours + 1, similarity.shape[1])
+        top = np.argpartition(-similarity, k - 1, axis=1)[:, :k]
+        top_similarity = np.take_along_axis(similarity, top, axis=1)
+        order = np.argsort(-top_similarity, axis=1)  # best first: the first hit per language is its best
+        top, top_similarity = np.take_along_axis(top, order, axis=1), np.take_along_axis(top_similarity, order, axis=1)
+        query, other, sim = np.repeat(rows, k), top.ravel(), top_similarity.ravel()
+        valid = members.lang[other] != members.lang[query]
+        query, other, sim = query[valid], other[valid], sim[valid]
+        _, first = np.unique(query * n_codes + members.lang[other], return_index=True)
+        found.append(np.stack([members.rows[query[first]], members.rows[other[first]], sim[first]], axis=1))
+    return np.concatenate(found)
+
+
+def mutual_best(found: np.ndarray, codes: np.ndarray, min_cosine: float) -> np.ndarray:
+    """Pairs (i < j) that are each other's best match in the other's language, at `min_cosine`+."""
+    row, other, sim = found[:, 0].astype(np.int64), found[:, 1].astype(np.int64), found[:, 2]
+    n_codes = int(codes.max()) + 1 if len(codes) else 1
+    keys = row * n_codes + codes[other]
+    order = np.argsort(keys)
+    keys, row, other, sim = keys[order], row[order], other[order], sim[order]
+    reverse = other * n_codes + codes[row]
     at = np.minimum(np.searchsorted(keys, reverse), len(keys) - 1)
-    mutual = (keys[at] == reverse) & (best_other[at] == best_row) & (best_sim >= min_cosine)
-    pairs = np.stack([best_row[mutual], best_other[mutual]], axis=1)
+    mutual = (keys[at] == reverse) & (other[at] == row) & (sim >= min_cosine) if len(keys) else np.zeros(0, bool)
+    pairs = np.stack([row[mutual], other[mutual]], axis=1)
     return pairs[pairs[:, 0] < pairs[:, 1]]
 
 
-class SemDedupStage(IndexedStage, DedupStage):
+class SemDedupStage(ClusteredStage, DedupStage):
     name = STAGE
     requires = ("id", "lang", "n_chars")
     index_columns = ("id", "lang", "n_chars")
     reason = Reason.SEMANTIC_DUPLICATE
+    result_keys = ("duplicates", "best_matches")
+
+    def work_on(self, members: Members) -> dict[str, np.ndarray]:
+        return {"duplicates": duplicate_pairs(members, 1 - self.config.epsilon),
+                "best_matches": best_in_other_languages(members, self.config.neighbours)
+                if self.config.flag_translations else np.empty((0, 3))}
 
     def plan(self, shards: list[str]) -> dict:
-        meta, shard_of, vectors = self.load(shards)
-        n = len(vectors)
+        meta, shard_of = self.load_index(shards)
+        n = meta.num_rows
         ids = meta.column("id").combine_chunks()
-        langs = np.array(meta.column("lang").to_pylist(), dtype=object)
-        cluster = spherical_kmeans(vectors, min(self.config.clusters or default_clusters(n), n))[1] if n else []
-        duplicates = duplicate_pairs(vectors, np.asarray(cluster), langs, 1 - self.config.epsilon)
+        parts = self.merged_parts()
+        duplicates = parts["duplicates"].reshape(-1, 2).astype(np.int64)
         graph = coo_matrix((np.ones(len(duplicates)), (duplicates[:, 0], duplicates[:, 1])), shape=(n, n))
         components = connected_components(graph, directed=False)[1]
         preference = -meta.column("n_chars").to_numpy() if self.config.keep == "longest" else None
         keeper = cluster_keepers(components, preference)
         dups = np.flatnonzero(keeper != np.arange(n))
         self.write_decisions(shards, shard_of[dups], ids.take(dups), ids.take(keeper[dups]))
-        translations = (translation_pairs(vectors, langs, self.config.translation_min_cosine, self.config.neighbours,
-                                          self.config.flat_below) if self.config.flag_translations and n > 1
-                        else np.empty((0, 2), dtype=np.int64))
+        translations = mutual_best(parts["best_matches"].reshape(-1, 3), self.language_codes(shards),
+                                   self.config.translation_min_cosine)
         both_ways = np.concatenate([translations, translations[:, ::-1]])
         for number, shard in enumerate(shards):
             rows = both_ways[shard_of[both_ways[:, 0]] == number]

@@ -2,8 +2,9 @@
 
 A `Stage` declares the columns it needs (`requires`) and processes one shard at a time, so
 executors (the local loop in `curation.pipeline`, Prefect tasks in `flows/`) decide where shards
-run. A `GlobalStage` (dedup) first indexes every shard, then makes one global plan, then applies
-the plan shard by shard; each of the three steps persists its result under `<stage>/_work/`.
+run. A `GlobalStage` (dedup) first indexes every shard, then prepares once and works on independent
+partitions (both optional), then makes one global plan, then applies the plan shard by shard; each
+step persists its result under `<stage>/_work/`.
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class GlobalStage(Stage):
         tables = [pq.read_table(self.work_dir / "index" / f"{s}.parquet", columns=columns) for s in shards]
         shard_of = np.repeat(np.arange(len(shards)), [t.num_rows for t in tables])
         return pa.concat_tables(tables), shard_of
+
+    def prepare(self, shards: list[str]) -> dict:
+        """Global work between indexing and the partitions, once (e.g. training centroids); a summary."""
+        return {}
 
     def partitions(self) -> list[int]:
         """Independent parts of the global work that can run in parallel between indexing and the plan
@@ -129,10 +134,12 @@ class DedupStage(GlobalStage):
 def cluster_keepers(cluster: np.ndarray, preference: np.ndarray | None = None) -> np.ndarray:
     """For each row, the row number of its cluster's keeper: the lowest `preference`, then the
     earliest row (run order)."""
+    if not len(cluster):
+        return np.empty(0, dtype=np.int64)
     position = np.arange(len(cluster))
     preference = np.zeros(len(cluster)) if preference is None else preference
     order = np.lexsort((position, preference, cluster))
     first_of_cluster = np.r_[True, cluster[order][1:] != cluster[order][:-1]]
-    keeper_of_cluster = np.empty(cluster.max() + 1 if len(cluster) else 0, dtype=np.int64)
+    keeper_of_cluster = np.empty(cluster.max() + 1, dtype=np.int64)
     keeper_of_cluster[cluster[order][first_of_cluster]] = order[first_of_cluster]
     return keeper_of_cluster[cluster]

@@ -35,7 +35,7 @@ def run_step(config_json: str, step: str, stage: str, item: object, input_finger
     """One pipeline step. `input_fingerprint` (an input file's size and mtime) is only a cache key."""
     config = CurateConfig.model_validate_json(config_json)
     result = STEPS[step](config, stage, item)
-    if step in ("plan", "finalize"):
+    if step in ("prepare", "plan", "finalize") and result:
         get_run_logger().info("%s %s: %s", stage, step, {k: v for k, v in result.items() if k != "languages"})
     return result
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,66 @@ def test_semantic_duplicates_dropped_and_translations_flagged(run_dir):
     assert precision >= 0.95 and recall >= 0.85, (precision, recall)
     stats = json.loads((run_dir / "semdedup" / "stats.json").read_text())
     assert stats["rows_in"] == stats["kept"] + stats["dropped"]["semantic_duplicate"]
+
+
+def _run_steps(stage, shards: list[str]) -> None:
+    """A global stage's steps over the embed shards, as the pipeline runs them."""
+    for shard in shards:
+        stage.index_shard(stage.run_dir / "embed" / f"{shard}.parquet")
+    stage.prepare(shards)
+    for part in stage.partitions():
+        stage.bucket(shards, part)
+    stage.plan(shards)
+
+
+@pytest.mark.slow
+def test_probing_every_centroid_makes_the_cluster_work_exact(run_dir, tmp_path):
+    """With `probe` ≥ clusters every record is a candidate of every cluster: density and the flagged
+    translations must then equal a brute-force search over all records."""
+    from curation.config import CoverageConfig, SemDedupConfig
+    from curation.coverage import CoverageStage
+    from curation.semdedup import SemDedupStage
+
+    shutil.copytree(run_dir / "embed", tmp_path / "embed")
+    shards = sorted(p.stem for p in (tmp_path / "embed").glob("part-*.parquet"))
+    vectors = np.concatenate([np.load(vectors_path(tmp_path, s)).astype(np.float32) for s in shards])
+    records = pa.concat_tables([pq.read_table(tmp_path / "embed" / f"{s}.parquet", columns=["id", "lang"])
+                                for s in shards]).to_pylist()
+    similarity = vectors @ vectors.T
+    np.fill_diagonal(similarity, -np.inf)
+
+    _run_steps(CoverageStage(tmp_path, CoverageConfig(enabled=True, clusters=6, probe=6, neighbours=5)), shards)
+    density = pq.read_table(tmp_path / "coverage" / "_work" / "scores").column("density").to_numpy()
+    assert np.allclose(density, -np.sort(-similarity, axis=1)[:, :5].mean(axis=1), atol=1e-4)
+
+    config = SemDedupConfig(enabled=True, clusters=6, probe=6)
+    _run_steps(SemDedupStage(tmp_path, config), shards)
+    flags = pq.read_table(tmp_path / "semdedup" / "_work" / "translations").to_pylist()
+    row = {r["id"]: i for i, r in enumerate(records)}
+    flagged = {(row[f["id"]], row[f["translation"]]) for f in flags}
+    best: dict[tuple[int, str], int] = {}
+    for i in range(len(records)):
+        for j in np.argsort(-similarity[i])[:config.neighbours]:  # its neighbours + itself = neighbours + 1
+            best.setdefault((i, records[j]["lang"]), j) if records[j]["lang"] != records[i]["lang"] else None
+    expected = {(i, j) for (i, _), j in best.items()
+                if best.get((j, records[i]["lang"])) == i and similarity[i, j] >= config.translation_min_cosine}
+    assert flagged == expected and len(expected) > 50
+
+
+@pytest.mark.parametrize("rows", [0, 1])
+def test_clustered_stages_take_an_empty_or_a_one_record_run(tmp_path, rows):
+    from curation.config import CoverageConfig, SemDedupConfig
+    from curation.coverage import CoverageStage
+    from curation.semdedup import SemDedupStage
+
+    vectors_path(tmp_path, "part-00000").parent.mkdir(parents=True)
+    np.save(vectors_path(tmp_path, "part-00000"), np.eye(rows, 384, dtype=np.float16))
+    pq.write_table(pa.table({"id": pa.array(["a"][:rows], pa.string()), "lang": ["eng_Latn"][:rows],
+                             "label": ["x"][:rows], "n_chars": [1][:rows]}), tmp_path / "embed" / "part-00000.parquet")
+    _run_steps(CoverageStage(tmp_path, CoverageConfig(enabled=True)), ["part-00000"])
+    _run_steps(SemDedupStage(tmp_path, SemDedupConfig(enabled=True)), ["part-00000"])
+    assert json.loads((tmp_path / "coverage" / "report.json").read_text())["covered_share"] == rows
+    assert json.loads((tmp_path / "semdedup" / "_work" / "plan.json").read_text())["rows"] == rows
 
 
 def _pairs(source: str, target: str, n: int = 60) -> tuple[list[str], list[str]]:
