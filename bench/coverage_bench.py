@@ -32,6 +32,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 from clustered_run import run_clustered, write_embedded  # noqa: E402
+from memory import peak_rss_mb  # noqa: E402
 
 SHARD_ROWS = 10_000
 FLAT_BELOW = 200_000
@@ -60,9 +61,7 @@ def generated_shards(base: np.ndarray, rows: int):
 
 
 def peak_rss_gb() -> float:
-    """VmHWM: this process's own peak (ru_maxrss would carry the parent's peak across the spawn's exec)."""
-    status = Path("/proc/self/status").read_text()
-    return round(int(status.split("VmHWM:")[1].split()[0]) / 2**20, 2)
+    return round(peak_rss_mb() / 1024, 2)
 
 
 def rss_gb() -> float:

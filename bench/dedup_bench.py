@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
-import resource
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from memory import peak_rss_mb  # noqa: E402
 from planted import plant  # noqa: E402
 
 from curation.config import NearDedupConfig  # noqa: E402
@@ -49,10 +49,6 @@ def load_corpus(sib: Path, varieties: int, per_variety: int, share: float) -> li
     for doc, script in zip(docs, detect_scripts([d["text"] for d in docs])):
         doc["script"] = script
     return docs + plant(docs, share=share, seed=7)
-
-
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_ours(corpus: list[dict], threshold: float, work: Path, shard_rows: int = 50_000) -> dict:
@@ -78,7 +74,7 @@ def run_ours(corpus: list[dict], threshold: float, work: Path, shard_rows: int =
     stage.plan(names)
     seconds = time.perf_counter() - start
     removed = {r["id"]: r["dup_of"] for p in shards for r in pq.read_table(stage.decisions_path(p.stem)).to_pylist()}
-    return {"removed": removed, "seconds": seconds, "peak_rss_mb": _peak_rss_mb()}
+    return {"removed": removed, "seconds": seconds, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_datasketch(corpus: list[dict], threshold: float, num_perm: int = 128) -> dict:
@@ -105,7 +101,7 @@ def run_datasketch(corpus: list[dict], threshold: float, num_perm: int = 128) ->
             removed[corpus[index]["id"]] = corpus[first[label]]["id"]
         else:
             first[label] = index
-    return {"removed": removed, "seconds": time.perf_counter() - start, "peak_rss_mb": _peak_rss_mb()}
+    return {"removed": removed, "seconds": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
 
 
 def run_text_dedup(corpus: list[dict], threshold: float, python: str, work: Path) -> dict:

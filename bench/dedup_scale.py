@@ -12,7 +12,6 @@ import argparse
 import json
 import multiprocessing as mp
 import random
-import resource
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ import pyarrow.parquet as pq
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+from memory import peak_rss_mb  # noqa: E402
 from planted import _edit  # noqa: E402
 
 from curation.config import NearDedupConfig  # noqa: E402
@@ -68,7 +68,7 @@ def dedup(folder: Path, shards: list[str]) -> dict:
     total_s = time.perf_counter() - start
     return {**summary, "index_seconds": round(index_s, 1), "plan_seconds": round(total_s - index_s, 1),
             "docs_per_s": round(summary["rows"] / total_s),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(peak_rss_mb())}
 
 
 def main() -> None:
