@@ -35,7 +35,6 @@ from curation.stages import GlobalStage
 
 _SEED = 1234
 SAMPLE_PER_CENTROID = 64  # k-means sample size per centroid (faiss warns below 39)
-PARTS = 8  # partitions of the cluster work
 
 
 def default_clusters(rows: int) -> int:
@@ -95,7 +94,7 @@ class ClusteredStage(GlobalStage):
         self.run_dir, self.config = run_dir, config
 
     def partitions(self) -> list[int]:
-        return list(range(PARTS))
+        return list(range(self.config.partitions))
 
     # -- prepare: centroids from a sample, every record assigned ----------------------------------
 
@@ -164,7 +163,7 @@ class ClusteredStage(GlobalStage):
         for number, shard in enumerate(shards):
             assign = np.load(self.work_dir / "assign" / f"{shard}.npz")
             clusters = assign["clusters"]
-            local, slot = np.nonzero(clusters % PARTS == part)
+            local, slot = np.nonzero(clusters % self.config.partitions == part)
             found.append((np.full(len(local), number), offset + local, assign["vector_row"][local],
                           clusters[local, slot], slot == 0))
             offset += len(clusters)

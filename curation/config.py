@@ -134,6 +134,7 @@ class CoverageConfig(_Strict):
     clusters: int | None = Field(None, ge=1, description="k-means clusters; default about sqrt(rows)")
     neighbours: int = Field(10, ge=1, description="k for the density score")
     probe: int = Field(4, ge=1, description="nearest centroids whose records are a record's neighbour candidates")
+    partitions: int = Field(8, ge=1, description="groups of clusters worked on in parallel (one task each)")
     radius: float = Field(0.85, gt=0, le=1, description="cosine to a labeled record that counts as covered")
     min_language_rows: int = Field(10, ge=1, description="smaller languages are reported, not ranked worst")
 
@@ -149,6 +150,7 @@ class SemDedupConfig(_Strict):
     neighbours: int = Field(10, ge=1, description="k of the k-NN search for near-translations")
     probe: int = Field(8, ge=1, description="nearest centroids whose records are a record's translation "
                                             "candidates")
+    partitions: int = Field(8, ge=1, description="groups of clusters worked on in parallel (one task each)")
 
 
 class StudentConfig(_Strict):
