@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 from conftest import sib_rows, xlmt_rows
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from curation.config import MixtureConfig
@@ -48,13 +48,16 @@ def test_draws_hit_the_plan_never_repeat_beyond_the_cap_and_are_reproducible(cou
 
 @settings(max_examples=80, deadline=None)
 @given(COUNTS, st.floats(0.0, 0.3), st.floats(0.3, 1.0))
+@example({"l0": 1, "l1": 1, "l2": 1, "l3": 998, "l4": 3000}, 0.25, 1.0)  # 1 row × 1000 epochs < 25% of 4001
 def test_floors_and_caps_hold_where_the_epoch_cap_allows(counts, floor, cap):
     first, last = min(counts), max(counts)
     config = MixtureConfig(floors={first: floor}, caps={last: cap}, max_epochs=1000)
     shares = target_shares(counts, config)
     if len(counts) > 1:
         assert shares[last] <= cap + 1e-9
-    assert shares[first] >= min(floor, 1.0) - 1e-9 or len(counts) == 1
+    most_by_epochs = math.floor(config.max_epochs * counts[first]) / sum(counts.values())
+    assert shares[first] >= min(floor, most_by_epochs) - 1e-9 or len(counts) == 1
+    assert shares[first] <= most_by_epochs + 1e-9
 
 
 def test_temperature_one_keeps_natural_shares_and_larger_flattens():
