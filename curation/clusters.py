@@ -28,8 +28,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from curation.config import CoverageConfig, SemDedupConfig
-from curation.embed import STAGE as EMBED
-from curation.embed import vectors_path
+from curation.embed import vector_rows, vectors_path
 from curation.shards import atomic_write_bytes, atomic_write_json
 from curation.stages import GlobalStage
 
@@ -124,10 +123,8 @@ class ClusteredStage(GlobalStage):
 
     def _vector_rows(self, shard: str) -> np.ndarray:
         """Where each indexed record of `shard` sits in the embed stage's vector file."""
-        stored = pq.read_table(self.run_dir / EMBED / f"{shard}.parquet", columns=["id"]).column("id").to_pylist()
-        position = {record_id: i for i, record_id in enumerate(stored)}
         ids = pq.read_table(self.work_dir / "index" / f"{shard}.parquet", columns=["id"]).column("id").to_pylist()
-        return np.array([position[i] for i in ids], dtype=np.int64)
+        return vector_rows(self.run_dir, shard, ids)
 
     def _vectors(self, shard: str, rows: np.ndarray) -> np.ndarray:
         stored = np.load(vectors_path(self.run_dir, shard), mmap_mode="r")

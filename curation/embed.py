@@ -90,11 +90,16 @@ class EmbedStage(Stage):
         return StageOutput(table)
 
 
+def vector_rows(run_dir: Path, shard: str, ids: list[str]) -> np.ndarray:
+    """Where the records `ids` of one shard sit in its vector file, in that order."""
+    stored_ids = pq.read_table(run_dir / STAGE / f"{shard}.parquet", columns=["id"]).column("id").to_pylist()
+    row = {record_id: i for i, record_id in enumerate(stored_ids)}
+    return np.array([row[i] for i in ids], dtype=np.int64)
+
+
 def load_vectors(run_dir: Path, shard: str, ids: list[str]) -> np.ndarray:
     """float32 vectors of the records `ids` of one shard, in that order."""
-    stored_ids = pq.read_table(run_dir / STAGE / f"{shard}.parquet", columns=["id"]).column("id").to_pylist()
     vectors = np.load(vectors_path(run_dir, shard))
     if not ids:
         return np.empty((0, vectors.shape[1] if vectors.ndim == 2 else 0), dtype=np.float32)
-    row = {record_id: i for i, record_id in enumerate(stored_ids)}
-    return vectors[[row[i] for i in ids]].astype(np.float32)
+    return vectors[vector_rows(run_dir, shard, ids)].astype(np.float32)
