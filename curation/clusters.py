@@ -112,10 +112,13 @@ class ClusteredStage(GlobalStage):
                                                   - starts[i]]) for i, s in enumerate(shards)]
         centroids = train_centroids(np.concatenate(picked), k) if n else np.empty((0, 0), np.float32)
         np.save(self.work_dir / "centroids.npy", centroids)
-        for shard, rows in zip(shards, vector_rows):
+        langs = self.load_index(shards, ["lang"])[0].column("lang").to_numpy(zero_copy_only=False)
+        codes = np.unique(langs.astype(str), return_inverse=True)[1].astype(np.int32)
+        for number, (shard, rows) in enumerate(zip(shards, vector_rows)):
             clusters = (nearest_centroids(self._vectors(shard, rows), centroids, self.config.probe) if len(rows)
                         else np.empty((0, 1), np.int32))
-            _save_npz(self.work_dir / "assign" / f"{shard}.npz", vector_row=rows, clusters=clusters)
+            _save_npz(self.work_dir / "assign" / f"{shard}.npz", vector_row=rows, clusters=clusters,
+                      lang=codes[starts[number]:starts[number + 1]])
         summary = {"rows": n, "clusters": k, "sample": len(sample), "probe": self.config.probe,
                    "dim": int(centroids.shape[1])}
         atomic_write_json(done, summary)
@@ -137,20 +140,19 @@ class ClusteredStage(GlobalStage):
         out = self.work_dir / "parts" / f"{part}.npz"
         if out.exists():
             return
-        codes = self.language_codes(shards)
-        shard_of, global_row, vector_row, cluster, query = self._part_members(shards, part)
+        shard_of, global_row, vector_row, cluster, query, lang = self._part_members(shards, part)
         # by cluster, then run order (hence grouped by shard, as the vectors are read below)
         order = np.lexsort((global_row, cluster))
-        shard_of, global_row, vector_row, cluster, query = (
-            a[order] for a in (shard_of, global_row, vector_row, cluster, query))
+        shard_of, global_row, vector_row, cluster, query, lang = (
+            a[order] for a in (shard_of, global_row, vector_row, cluster, query, lang))
         bounds = np.flatnonzero(np.r_[True, cluster[1:] != cluster[:-1], True])
         results = []
         for start, stop in pairwise(bounds) if len(cluster) else ():
             members = slice(start, stop)
             vectors = np.concatenate([self._vectors(shards[s], vector_row[members][shard_of[members] == s])
                                       for s in np.unique(shard_of[members])])
-            rows = global_row[members]
-            results.append(self.work_on(Members(int(cluster[start]), rows, vectors, codes[rows], query[members])))
+            results.append(self.work_on(Members(int(cluster[start]), global_row[members], vectors, lang[members],
+                                                query[members])))
         _save_npz(out, **{key: np.concatenate([r[key] for r in results]) if results else np.empty(0)
                           for key in self.result_keys})
 
@@ -162,9 +164,9 @@ class ClusteredStage(GlobalStage):
             clusters = assign["clusters"]
             local, slot = np.nonzero(clusters % self.config.partitions == part)
             found.append((np.full(len(local), number), offset + local, assign["vector_row"][local],
-                          clusters[local, slot], slot == 0))
+                          clusters[local, slot], slot == 0, assign["lang"][local]))
             offset += len(clusters)
-        return tuple(np.concatenate([f[i] for f in found]) for i in range(5))
+        return tuple(np.concatenate([f[i] for f in found]) for i in range(6))
 
     result_keys: tuple[str, ...]
 
@@ -177,11 +179,7 @@ class ClusteredStage(GlobalStage):
         found = {key: [p[key] for p in parts if p[key].size] for key in self.result_keys}
         return {key: np.concatenate(arrays) if arrays else np.empty(0) for key, arrays in found.items()}
 
-    def language_codes(self, shards: list[str]) -> np.ndarray:
-        """Each record's language as a small integer, in run order."""
-        langs = self.load_index(shards, ["lang"])[0].column("lang").to_numpy(zero_copy_only=False)
-        return np.unique(langs.astype(str), return_inverse=True)[1]
-
-    def primary_clusters(self, shards: list[str]) -> np.ndarray:
-        """Each record's cluster, in run order."""
-        return np.concatenate([np.load(self.work_dir / "assign" / f"{s}.npz")["clusters"][:, 0] for s in shards])
+    def assigned(self, shards: list[str], key: str) -> np.ndarray:
+        """One array of what `prepare` assigned to every record, in run order: `clusters` (nearest
+        centroids, its own cluster first) or `lang` (its language as a small integer)."""
+        return np.concatenate([np.load(self.work_dir / "assign" / f"{s}.npz")[key] for s in shards])

@@ -50,7 +50,7 @@ class CoverageStage(ClusteredStage):
         meta, shard_of = self.load_index(shards)
         n = meta.num_rows
         k = self.prepare(shards)["clusters"]
-        cluster = self.primary_clusters(shards)
+        cluster = self.assigned(shards, "clusters")[:, 0]
         parts = self.merged_parts()
         density = np.ones(n, np.float32)
         density[parts["row"].astype(np.int64)] = parts["density"]

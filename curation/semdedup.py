@@ -95,7 +95,7 @@ class SemDedupStage(ClusteredStage, DedupStage):
         keeper = cluster_keepers(components, preference)
         dups = np.flatnonzero(keeper != np.arange(n))
         self.write_decisions(shards, shard_of[dups], ids.take(dups), ids.take(keeper[dups]))
-        translations = mutual_best(parts["best_matches"].reshape(-1, 3), self.language_codes(shards),
+        translations = mutual_best(parts["best_matches"].reshape(-1, 3), self.assigned(shards, "lang"),
                                    self.config.translation_min_cosine)
         both_ways = np.concatenate([translations, translations[:, ::-1]])
         for number, shard in enumerate(shards):
